@@ -1,0 +1,88 @@
+import type { Kysely } from 'kysely';
+import type { DatabaseConfig, DialectName } from '../config/types.js';
+import type { DatabaseSchema } from './schema-types.js';
+
+/**
+ * A Kysely instance over tables known only at run time (the application's
+ * tables come from the configuration file), so it is typed loosely on purpose.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyKysely = Kysely<any>;
+
+/** The columns of one table that capture watches, and how a record is identified. */
+export interface CaptureSpec {
+  readonly table: string;
+  readonly key: string;
+  /** Columns whose changes are journaled: every synced field's column and the status column. */
+  readonly columns: readonly string[];
+}
+
+/** One capture trigger as a dialect writes it; the name changes whenever the body does. */
+export interface TriggerDefinition {
+  readonly name: string;
+  readonly table: string;
+  readonly sql: string;
+}
+
+export interface InstalledTrigger {
+  readonly name: string;
+  readonly table: string;
+}
+
+/**
+ * Everything that differs between database dialects. Each dialect folder
+ * (`mysql/`, `sqlite/`, …) implements this contract and nothing outside those
+ * folders writes dialect-specific SQL.
+ *
+ * Leaves out: the engine's queries on tablesync's own tables, which Kysely
+ * writes portably.
+ */
+export interface DialectAdapter {
+  readonly dialect: DialectName;
+
+  /**
+   * Opens a connection (pool) and proves it works with one query.
+   * Throws DatabaseConnectError with a sentence naming the target (never the password).
+   */
+  open(config: DatabaseConfig): Promise<AnyKysely>;
+
+  /** The target as users should see it: `mysql 127.0.0.1:3306/crm`, `sqlite /data/east.sqlite`. */
+  describeTarget(config: DatabaseConfig): string;
+
+  /** The server's own version string, for `check`. */
+  serverVersion(db: AnyKysely): Promise<string>;
+
+  /** Tables (not views) of the database with their columns and single-column unique keys. */
+  introspect(db: AnyKysely): Promise<DatabaseSchema>;
+
+  /** SQL type of an auto-incrementing 64-bit primary key column in a CREATE TABLE. */
+  readonly autoIncrementType: 'bigint' | 'integer';
+
+  /** Creates whatever the dialect needs to tell applier writes from the application's. */
+  installApplierMarker(db: AnyKysely): Promise<void>;
+
+  /** Statement that begins a transaction that will write (SQLite takes the write lock at once). */
+  readonly beginWriteSql: string;
+
+  /** Within the transaction: from here on, capture triggers ignore this connection's writes. */
+  markApplier(connection: AnyKysely): Promise<void>;
+
+  /** Undoes `markApplier`; called before commit, and after a rollback when the marker survives it. */
+  unmarkApplier(connection: AnyKysely): Promise<void>;
+
+  /** Whether the marker outlives a rollback (a session variable does; a row does not). */
+  readonly markerSurvivesRollback: boolean;
+
+  /** The insert, update and delete capture triggers of one table. */
+  captureTriggers(spec: CaptureSpec): TriggerDefinition[];
+
+  /** Capture triggers present in the database (those tablesync created, by their name prefix). */
+  listCaptureTriggers(db: AnyKysely): Promise<InstalledTrigger[]>;
+
+  createTrigger(db: AnyKysely, trigger: TriggerDefinition): Promise<void>;
+
+  dropTrigger(db: AnyKysely, trigger: InstalledTrigger): Promise<void>;
+
+  /** Whether DDL takes part in transactions, so that capture can be replaced atomically. */
+  readonly transactionalDdl: boolean;
+}

@@ -1,0 +1,114 @@
+import { Kysely, MysqlDialect, sql } from 'kysely';
+import { createPool } from 'mysql2';
+import type { DatabaseConfig } from '../../config/types.js';
+import { DatabaseConnectError, redactUrl } from '../../errors.js';
+import type { AnyKysely, DialectAdapter, InstalledTrigger } from '../dialect.js';
+import { triggerPrefix } from '../state-names.js';
+import { mysqlCaptureTriggers, quoteMysql } from './mysql-capture.js';
+import { introspectMysql } from './mysql-introspector.js';
+
+/** MySQL 8 and MariaDB 10.6+, through mysql2. */
+export const mysqlAdapter: DialectAdapter = {
+  dialect: 'mysql',
+  autoIncrementType: 'bigint',
+  beginWriteSql: 'START TRANSACTION',
+  markerSurvivesRollback: true,
+  transactionalDdl: false,
+
+  async open(config) {
+    const url = requireUrl(config);
+    const pool = createPool({
+      uri: url,
+      connectionLimit: 8,
+      // Values travel as the database wrote them: no time zone shifts, no lost decimals or big ids.
+      dateStrings: true,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      decimalNumbers: false,
+      charset: 'utf8mb4',
+      connectTimeout: 10_000,
+    });
+    const db: AnyKysely = new Kysely({ dialect: new MysqlDialect({ pool }) });
+    try {
+      await sql`SELECT 1`.execute(db);
+    } catch (err) {
+      await db.destroy().catch(() => undefined);
+      throw connectError(err, url);
+    }
+    return db;
+  },
+
+  describeTarget(config) {
+    const url = new URL(requireUrl(config));
+    return `mysql ${url.host}${url.pathname}`;
+  },
+
+  async serverVersion(db) {
+    const result = await sql<{ version: string }>`SELECT VERSION() AS version`.execute(db);
+    return result.rows[0]?.version ?? 'unknown';
+  },
+
+  introspect: introspectMysql,
+
+  async installApplierMarker() {
+    // Nothing to install: the marker is the session variable @tablesync_applying.
+  },
+
+  async markApplier(connection) {
+    await sql`SET @tablesync_applying = 1`.execute(connection);
+  },
+
+  async unmarkApplier(connection) {
+    await sql`SET @tablesync_applying = NULL`.execute(connection);
+  },
+
+  captureTriggers: mysqlCaptureTriggers,
+
+  async listCaptureTriggers(db) {
+    const result = await sql<{ name: string; table: string }>`
+      SELECT TRIGGER_NAME AS name, EVENT_OBJECT_TABLE AS \`table\`
+      FROM information_schema.TRIGGERS
+      WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME LIKE ${`${triggerPrefix.replace(/_/g, '\\_')}%`}
+      ORDER BY TRIGGER_NAME`.execute(db);
+    return result.rows;
+  },
+
+  async createTrigger(db, trigger) {
+    await sql.raw(trigger.sql).execute(db);
+  },
+
+  async dropTrigger(db, trigger: InstalledTrigger) {
+    await sql.raw(`DROP TRIGGER IF EXISTS ${quoteMysql(trigger.name)}`).execute(db);
+  },
+};
+
+
+function requireUrl(config: DatabaseConfig): string {
+  if (config.url === undefined) throw new Error('a mysql database needs url (the configuration validator guarantees it)');
+  return config.url;
+}
+
+/** mysql2's error codes → one sentence a user can act on. */
+function connectError(err: unknown, url: string): DatabaseConnectError {
+  const { code, message } = err as { code?: string; message?: string };
+  const parsed = new URL(url);
+  const server = `the mysql server at ${parsed.host}`;
+  const database = decodeURIComponent(parsed.pathname.slice(1));
+  const user = decodeURIComponent(parsed.username);
+  switch (code) {
+    case 'ECONNREFUSED':
+      return new DatabaseConnectError(`cannot reach ${server}: connection refused; is it running, and is database.url right?`, true, { cause: err });
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new DatabaseConnectError(`cannot reach ${server}: the host name ${parsed.hostname} does not resolve`, true, { cause: err });
+    case 'ETIMEDOUT':
+      return new DatabaseConnectError(`cannot reach ${server}: the connection timed out`, true, { cause: err });
+    case 'ER_ACCESS_DENIED_ERROR':
+    case 'ER_DBACCESS_DENIED_ERROR':
+      return new DatabaseConnectError(`${server} refused user "${user}": wrong user name or password in database.url (or the variable that holds it)`, false, { cause: err });
+    case 'ER_BAD_DB_ERROR':
+      return new DatabaseConnectError(`database "${database}" does not exist on ${server}; create it or fix database.url`, false, { cause: err });
+    default:
+      return new DatabaseConnectError(`cannot connect to ${redactUrl(url)}: ${message ?? String(err)}`, true, { cause: err });
+  }
+}

@@ -1,0 +1,149 @@
+import type { CreateTableBuilder } from 'kysely';
+import { DatabaseError } from '../errors.js';
+import type { Database } from './database.js';
+import type { AnyKysely, DialectAdapter } from './dialect.js';
+import { stateTables } from './state-names.js';
+
+/**
+ * tablesync's own tables, kept in the instance's database so that one
+ * transaction can hold both a batch's effect and the fact that it was applied.
+ *
+ * Each migration is applied once, in order, and recorded in
+ * tablesync_meta.schema_version. A migration only adds; it never drops what
+ * an older tablesync wrote, so a journal survives every upgrade.
+ */
+interface Migration {
+  readonly version: number;
+  readonly description: string;
+  up(db: AnyKysely, adapter: DialectAdapter): Promise<void>;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyTableBuilder = CreateTableBuilder<any, any>;
+
+function withSerialKey(builder: AnyTableBuilder, column: string, adapter: DialectAdapter): AnyTableBuilder {
+  return builder.addColumn(column, adapter.autoIncrementType, (c) => c.primaryKey().autoIncrement().notNull());
+}
+
+const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'journal, record links, field versions, cursors, conflicts',
+    async up(db, adapter) {
+      // One row per changed record: which columns changed, and when (the database's clock, in ms).
+      // `origin` names the sync a change arrived from, for changes passed on to the other syncs.
+      await withSerialKey(db.schema.createTable(stateTables.journal).ifNotExists(), 'seq', adapter)
+        .addColumn('table_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('record_id', 'varchar(191)', (c) => c.notNull())
+        .addColumn('op', 'char(1)', (c) => c.notNull())
+        .addColumn('columns', 'text', (c) => c.notNull())
+        .addColumn('changed_at', 'bigint', (c) => c.notNull())
+        .addColumn('origin', 'varchar(64)')
+        .execute();
+
+      // Which peer record each local record is, per sync; ids themselves never travel.
+      await db.schema
+        .createTable(stateTables.links)
+        .ifNotExists()
+        .addColumn('sync_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('table_number', 'integer', (c) => c.notNull())
+        .addColumn('local_id', 'varchar(191)', (c) => c.notNull())
+        .addColumn('peer_id', 'varchar(191)', (c) => c.notNull())
+        .addColumn('linked_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('tablesync_links_pk', ['sync_name', 'table_number', 'local_id'])
+        .addUniqueConstraint('tablesync_links_peer', ['sync_name', 'table_number', 'peer_id'])
+        .execute();
+
+      // The version of a field's current value; a row exists only for fields changed since their record was linked.
+      await db.schema
+        .createTable(stateTables.fieldVersions)
+        .ifNotExists()
+        .addColumn('table_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('record_id', 'varchar(191)', (c) => c.notNull())
+        .addColumn('column_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('version', 'varchar(96)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('tablesync_field_versions_pk', ['table_name', 'record_id', 'column_name'])
+        .execute();
+
+      // Positions per sync: last batch sent, last batch applied, initial sync progress.
+      await db.schema
+        .createTable(stateTables.cursors)
+        .ifNotExists()
+        .addColumn('sync_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('position', 'varchar(191)', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('tablesync_cursors_pk', ['sync_name', 'name'])
+        .execute();
+
+      await withSerialKey(db.schema.createTable(stateTables.conflicts).ifNotExists(), 'id', adapter)
+        .addColumn('sync_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('table_number', 'integer', (c) => c.notNull())
+        .addColumn('local_id', 'varchar(191)', (c) => c.notNull())
+        .addColumn('field_number', 'integer', (c) => c.notNull())
+        .addColumn('ours', 'text')
+        .addColumn('theirs', 'text')
+        .addColumn('our_version', 'varchar(96)', (c) => c.notNull())
+        .addColumn('their_version', 'varchar(96)', (c) => c.notNull())
+        .addColumn('detected_at', 'bigint', (c) => c.notNull())
+        .addColumn('resolved_at', 'bigint')
+        .addColumn('resolution', 'varchar(16)')
+        .execute();
+      await db.schema
+        .createIndex('tablesync_conflicts_open')
+        .ifNotExists()
+        .on(stateTables.conflicts)
+        .columns(['sync_name', 'resolved_at'])
+        .execute();
+    },
+  },
+];
+
+/** The state schema version this build of tablesync writes. */
+export const stateSchemaVersion = migrations.length;
+
+export interface StateUpgrade {
+  readonly from: number;
+  readonly to: number;
+}
+
+/** Creates or upgrades tablesync's own tables; idempotent, and safe while the application writes. */
+export async function ensureStateTables(database: Database): Promise<StateUpgrade> {
+  const { kysely: db, adapter } = database;
+  await db.schema
+    .createTable(stateTables.meta)
+    .ifNotExists()
+    .addColumn('name', 'varchar(64)', (c) => c.primaryKey().notNull())
+    .addColumn('value', 'text', (c) => c.notNull())
+    .execute();
+  await adapter.installApplierMarker(db);
+
+  const from = await installedVersion(db);
+  if (from > stateSchemaVersion) {
+    throw new DatabaseError(
+      `${database.target} holds tablesync state of version ${from}, newer than this tablesync understands (${stateSchemaVersion}); upgrade tablesync`,
+    );
+  }
+  for (const migration of migrations.filter((m) => m.version > from)) {
+    await migration.up(db, adapter);
+    await setVersion(db, migration.version, from === 0 && migration.version === 1);
+  }
+  return { from, to: stateSchemaVersion };
+}
+
+export async function installedVersion(db: AnyKysely): Promise<number> {
+  const row = (await db
+    .selectFrom(stateTables.meta)
+    .select('value')
+    .where('name', '=', 'schema_version')
+    .executeTakeFirst()) as { value: string } | undefined;
+  return row === undefined ? 0 : Number(row.value);
+}
+
+async function setVersion(db: AnyKysely, version: number, first: boolean): Promise<void> {
+  if (first) {
+    await db.insertInto(stateTables.meta).values({ name: 'schema_version', value: String(version) }).execute();
+  } else {
+    await db.updateTable(stateTables.meta).set({ value: String(version) }).where('name', '=', 'schema_version').execute();
+  }
+}
