@@ -1,6 +1,7 @@
 import type { ErrorObject } from 'ajv';
 import type { ConfigProblem } from '../errors.js';
 import { formatPath, pointerToPath } from './path.js';
+import { closest } from './suggest.js';
 
 /** Settings whose values must never be echoed back in a message. */
 const secretKeys = new Set(['password', 'url']);
@@ -9,8 +10,13 @@ const secretKeys = new Set(['password', 'url']);
  * Turns ajv's errors into one plain sentence each, at the path of the setting
  * concerned (for a missing setting, the path it should have).
  */
-export function ajvProblems(errors: readonly ErrorObject[]): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
+export interface ShapeProblem extends ConfigProblem {
+  /** For a misspelt setting, the path of the setting it probably means. */
+  readonly suggests?: string;
+}
+
+export function ajvProblems(errors: readonly ErrorObject[]): ShapeProblem[] {
+  const problems: ShapeProblem[] = [];
   const seen = new Set<string>();
   const pathsWithErrors = new Set(errors.filter((e) => !isNoise(e)).map((e) => e.instancePath));
   for (const error of errors) {
@@ -31,7 +37,7 @@ function isNoise(error: ErrorObject): boolean {
   return error.keyword === 'discriminator' || error.keyword === 'if';
 }
 
-function describe(error: ErrorObject): ConfigProblem {
+function describe(error: ErrorObject): ShapeProblem {
   const path = pointerToPath(error.instancePath);
   const last = path[path.length - 1];
   const secret = typeof last === 'string' && secretKeys.has(last);
@@ -44,8 +50,14 @@ function describe(error: ErrorObject): ConfigProblem {
       const extra = String(params.additionalProperty);
       const known = Object.keys((error.parentSchema?.properties as Record<string, unknown> | undefined) ?? {});
       const suggestion = closest(extra, known);
-      const hint = suggestion === undefined ? ` (known settings here: ${known.join(', ')})` : ` (did you mean ${suggestion}?)`;
-      return { path: formatPath([...path, extra]), message: `is not a known setting${hint}` };
+      if (suggestion === undefined) {
+        return { path: formatPath([...path, extra]), message: `is not a known setting (known settings here: ${known.join(', ')})` };
+      }
+      return {
+        path: formatPath([...path, extra]),
+        message: `is not a known setting (did you mean ${suggestion}?)`,
+        suggests: formatPath([...path, suggestion]),
+      };
     }
     case 'enum':
       return {
@@ -91,33 +103,10 @@ function show(value: unknown): string {
   if (value === null || value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (typeof value === 'string') {
+    // A URL written where a mapping belongs (`database: mysql://crm:secret@…`) carries a password: hide it before cutting.
+    const shown = value.replace(/\/\/([^:/@\s]*):\S*@/, '//$1:***@');
+    return JSON.stringify(shown.length > 60 ? `${shown.slice(0, 57)}...` : shown);
+  }
   return String(value);
-}
-
-/** The known name nearest to a mistyped one, if it is close enough to be a typo. */
-function closest(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
-  for (const candidate of candidates) {
-    const distance = editDistance(word.toLowerCase(), candidate.toLowerCase());
-    if (distance < bestDistance) {
-      best = candidate;
-      bestDistance = distance;
-    }
-  }
-  return best;
-}
-
-export function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution));
-    }
-    previous = current;
-  }
-  return previous[b.length] ?? 0;
 }

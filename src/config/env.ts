@@ -4,15 +4,17 @@ import { formatPath, type DocPath } from './path.js';
 
 const reference = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 const wholeReference = /^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/;
+/** Settings that take a number or true/false; everywhere else a variable stays text (a password of digits is still text). */
+const typedSettings = new Set(['listen', 'port', 'secure', 'number', 'deleted', 'match']);
 
 /**
  * Replaces `${NAME}` in every string of the document with the environment
  * variable NAME, so that passwords stay out of files. `$${` stands for a
  * literal `${`. A missing variable is a problem reported at its path.
  *
- * A string that is exactly one reference takes the variable's YAML type
- * (`port: ${FTP_PORT}` becomes a number), so that numbers can come from the
- * environment too.
+ * A string that is exactly one reference, in a setting that takes a number
+ * or true/false, takes the variable's YAML type (`port: ${FTP_PORT}` becomes
+ * a number), so that numbers can come from the environment too.
  */
 export function substituteEnv(
   value: unknown,
@@ -43,7 +45,8 @@ function substituteString(text: string, env: NodeJS.ProcessEnv, problems: Config
     return found;
   });
   if (missing) return text;
-  if (wholeReference.test(text)) {
+  const setting = path.findLast((part) => typeof part === 'string');
+  if (wholeReference.test(text) && typeof setting === 'string' && typedSettings.has(setting)) {
     const typed: unknown = safeScalar(replaced);
     if (typeof typed === 'number' || typeof typed === 'boolean') return typed;
   }

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { Ajv } from 'ajv';
-import { LineCounter, parseDocument, type Document } from 'yaml';
+import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document, type YAMLError } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { ajvProblems } from './ajv-problems.js';
+import { parseDuration } from './duration.js';
 import { substituteEnv } from './env.js';
-import { pointerToPath, type DocPath } from './path.js';
+import { formatPath, pointerToPath, type DocPath } from './path.js';
 import type { RawConfig, RawSync, RawTransport } from './raw.js';
 import { checkRules } from './rules.js';
 import { configSchema } from './schema.js';
@@ -33,19 +34,15 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   return parseConfig(text, file, env, dirname(absolute));
 }
 
-/** As `loadConfigFile`, for text already in hand; `baseDir` anchors relative paths. */
+/** As `loadConfigFile`, for text already in hand; `baseDir` is the file's folder, which anchors relative paths. */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv, baseDir: string): InstanceConfig {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(
-      file,
-      doc.errors.map((e) => ({
-        path: '',
-        message: `is not valid YAML: ${e.message.split('\n')[0] ?? e.code}`,
-        line: e.linePos?.[0].line,
-      })),
-    );
+    // After the first syntax error the parser only guesses, so what it says next is noise; duplicate keys before it are real.
+    const firstSyntaxError = doc.errors.findIndex((e) => e.code !== 'DUPLICATE_KEY');
+    const errors = firstSyntaxError === -1 ? doc.errors : doc.errors.slice(0, firstSyntaxError + 1);
+    throw new ConfigError(file, errors.map((error) => yamlProblem(error, text, lineCounter)));
   }
   const parsed: unknown = doc.toJS();
   if (parsed === null || parsed === undefined) {
@@ -54,15 +51,44 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv, 
 
   const problems: ConfigProblem[] = [];
   const substituted = substituteEnv(parsed, env, problems);
-  if (!validate(substituted)) {
-    problems.push(...ajvProblems(validate.errors ?? []));
-  } else {
-    problems.push(...checkRules(substituted as unknown as RawConfig));
-  }
+  // A setting whose variable is not set still holds `${NAME}`: what the schema or the rules say about that text is noise.
+  const unset = new Set(problems.map((problem) => problem.path));
+  const shapeProblems = validate(substituted)
+    ? []
+    : ajvProblems((validate.errors ?? []).filter((error) => !unset.has(formatPath(pointerToPath(error.instancePath)))));
+  problems.push(...shapeProblems.map(({ path, message }) => ({ path, message })));
+  // The rules run even when the shape is wrong, so that one report lists everything; where a
+  // setting already has a problem, or the wrong shape trips a rule, the rules keep quiet.
+  const covered = [...unset, ...shapeProblems.flatMap((problem) => [problem.path, ...(problem.suggests === undefined ? [] : [problem.suggests])])];
+  problems.push(...rulesOnAnyShape(substituted).filter((problem) => !covered.some((path) => within(problem.path, path))));
   if (problems.length > 0) {
     throw new ConfigError(file, inFileOrder(locate(problems, doc, lineCounter)));
   }
-  return deepFreeze(normalise(substituted as unknown as RawConfig, resolve(baseDir, file), baseDir));
+  return deepFreeze(normalise(substituted as unknown as RawConfig, resolve(baseDir, basename(file)), baseDir));
+}
+
+/** The parser quotes the token it choked on, which may be a password: the line says where instead. */
+function yamlProblem(error: YAMLError, text: string, lineCounter: LineCounter): ConfigProblem {
+  let message = (error.message.split('\n')[0] ?? error.code).replace(/: ".*"$/, '');
+  if (error.code === 'DUPLICATE_KEY') {
+    message = `${/^[^:\n]*/.exec(text.slice(error.pos[0]))?.[0].trim() ?? 'a key'} is given twice in the same mapping; keep one`;
+  } else if (error.code === 'MULTIPLE_DOCS') {
+    message = 'a second document starts here (after --- or ...); one file configures one instance';
+  }
+  return { path: '', message: `is not valid YAML: ${message}`, line: lineCounter.linePos(error.pos[0]).line };
+}
+
+function rulesOnAnyShape(document: unknown): ConfigProblem[] {
+  try {
+    return checkRules(document as RawConfig);
+  } catch {
+    return [];
+  }
+}
+
+/** Whether `path` is `ancestor` or lies inside it (`syncs[0].tables` is within `syncs[0]`). */
+function within(path: string, ancestor: string): boolean {
+  return ancestor === '' || path === ancestor || path.startsWith(`${ancestor}.`) || path.startsWith(`${ancestor}[`);
 }
 
 function normalise(raw: RawConfig, file: string, baseDir: string): InstanceConfig {
@@ -111,25 +137,31 @@ function parseListen(listen: string | number): ListenConfig {
   return { host: host === '' ? '0.0.0.0' : host, port: Number(listen.slice(colon + 1)) };
 }
 
-const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** `250ms`, `1s`, `5m`, `1h` → milliseconds; the schema has already checked the form. */
-export function parseDuration(text: string): number {
-  const match = /^([0-9]+)(ms|s|m|h)$/.exec(text);
-  if (match === null) throw new Error(`not a duration: ${text}`);
-  return Number(match[1]) * (durationUnits[match[2] ?? 's'] ?? 1000);
-}
-
 /** Adds the line of each problem, from the nearest node of its path that exists in the document. */
 function locate(problems: ConfigProblem[], doc: Document, lineCounter: LineCounter): ConfigProblem[] {
   return problems.map((problem) => {
     const path: DocPath = pointerToPath(problem.path === '' ? '' : `/${problem.path.replace(/\[(\d+)\]/g, '.$1').replace(/\./g, '/')}`);
     for (let length = path.length; length > 0; length--) {
-      const node = doc.getIn(path.slice(0, length), true) as { range?: [number, number, number] } | undefined;
-      if (node?.range !== undefined) return { ...problem, line: lineCounter.linePos(node.range[0]).line };
+      const start = startOf(doc, path.slice(0, length));
+      if (start !== undefined) return { ...problem, line: lineCounter.linePos(start).line };
     }
     return problem;
   });
+}
+
+/** Where a setting is written: its key (a block value starts on the line after), or the list item. */
+function startOf(doc: Document, path: DocPath): number | undefined {
+  const parent = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true);
+  const last = path[path.length - 1];
+  if (isMap(parent)) {
+    const key = parent.items.find((pair) => isScalar(pair.key) && pair.key.value === last)?.key;
+    return isScalar(key) ? key.range?.[0] : undefined;
+  }
+  if (isSeq(parent) && typeof last === 'number') {
+    const item: unknown = parent.items[last];
+    return isNode(item) ? item.range?.[0] : undefined;
+  }
+  return undefined;
 }
 
 function inFileOrder(problems: ConfigProblem[]): ConfigProblem[] {

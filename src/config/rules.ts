@@ -1,4 +1,6 @@
+import { posix, resolve } from 'node:path';
 import cron from 'node-cron';
+import { parseDuration } from './duration.js';
 import type { ConfigProblem } from '../errors.js';
 import type { RawConfig, RawSync, RawTable } from './raw.js';
 import { formatPath, type DocPath } from './path.js';
@@ -15,6 +17,7 @@ export function checkRules(config: RawConfig): ConfigProblem[] {
   };
 
   checkDatabase(config, report);
+  checkListen(config.listen, report);
   checkUniqueNames(config.syncs, report);
   config.syncs.forEach((sync, s) => checkSync(config, sync, ['syncs', s], report));
   checkOneKeyPerTable(config.syncs, report);
@@ -53,6 +56,22 @@ function checkDatabase(config: RawConfig, report: Report): void {
   }
 }
 
+function checkListen(listen: string | number | undefined, report: Report): void {
+  if (listen === undefined) return;
+  const port = typeof listen === 'number' ? listen : Number(listen.slice(listen.lastIndexOf(':') + 1));
+  if (port < 0 || port > 65535) report(['listen'], `must have a port from 0 to 65535 (found ${port}), such as 0.0.0.0:8470`);
+}
+
+/** Bounds of `every`: faster is a busy loop, slower overflows Node's timers. */
+const minEveryMs = 50;
+const maxEveryMs = 24 * 3_600_000;
+
+/** Whether two folders are the same place: `out` and `./out/` are. FTP folders are paths on the server. */
+function samePlace(type: 'folder' | 'ftp', a: string, b: string): boolean {
+  const normal = (p: string): string => (type === 'ftp' ? posix.normalize(`/${p}`) : resolve(p)).replace(/\/+$/, '');
+  return normal(a) === normal(b);
+}
+
 function checkUniqueNames(syncs: RawSync[], report: Report): void {
   const seen = new Map<string, number>();
   syncs.forEach((sync, s) => {
@@ -72,7 +91,7 @@ function checkSync(config: RawConfig, sync: RawSync, path: DocPath, report: Repo
       report(['listen'], `is required because ${formatPath(path)} ("${sync.name}") is a passive http sync`);
     }
   }
-  if (transport.type !== 'http' && transport.upload === transport.download) {
+  if (transport.type !== 'http' && samePlace(transport.type, transport.upload, transport.download)) {
     report([...path, 'transport', 'download'], 'must differ from upload: we would read back our own batches');
   }
 
@@ -80,7 +99,11 @@ function checkSync(config: RawConfig, sync: RawSync, path: DocPath, report: Repo
     report([...path, 'schedule'], 'give either every or schedule, not both');
   }
   if (sync.schedule !== undefined && !cron.validate(sync.schedule)) {
-    report([...path, 'schedule'], `"${sync.schedule}" is not a valid cron expression (six fields with seconds, such as "*/5 * * * * *")`);
+    report([...path, 'schedule'], `"${sync.schedule}" is not a valid cron expression (five fields, or six with seconds first, such as "*/5 * * * * *")`);
+  }
+  if (sync.every !== undefined && /^[0-9]+(ms|s|m|h)$/.test(sync.every)) {
+    const ms = parseDuration(sync.every);
+    if (ms < minEveryMs || ms > maxEveryMs) report([...path, 'every'], `must be from 50ms to 24h (found ${sync.every})`);
   }
 
   const tableNumbers = new Map<number, number>();
@@ -130,6 +153,9 @@ function checkTable(config: RawConfig, sync: RawSync, table: RawTable, path: Doc
       }
     }
   });
+  if (table.addedAt !== undefined && (table.addedAt === table.key || columns.has(table.addedAt))) {
+    report([...path, 'addedAt'], `${table.addedAt} is ${table.addedAt === table.key ? "the table's key" : 'a synced field'}; addedAt names a column of its own`);
+  }
   if (table.status !== undefined && table.status.column === table.key) {
     report([...path, 'status', 'column'], `${table.key} is the table's key and cannot be the status column`);
   }
