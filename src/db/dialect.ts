@@ -58,6 +58,22 @@ export interface DialectAdapter {
   /** SQL type of an auto-incrementing 64-bit primary key column in a CREATE TABLE. */
   readonly autoIncrementType: 'bigint' | 'integer';
 
+  /** SQL type for text that may be many megabytes (a stored batch). */
+  readonly longTextType: 'longtext' | 'text';
+
+  /**
+   * Whether rows can be locked with SELECT … FOR UPDATE. Where they cannot
+   * (SQLite), a write transaction already excludes every other writer.
+   */
+  readonly lockingReads: boolean;
+
+  /**
+   * When `err` is the database refusing a value (a constraint, a value too
+   * long, a wrong type), a sentence saying so; undefined for anything else
+   * (a lost connection, a bug), which must not be blamed on the data.
+   */
+  dataErrorReason(err: unknown): string | undefined;
+
   /** Creates whatever the dialect needs to tell applier writes from the application's. */
   installApplierMarker(db: AnyKysely): Promise<void>;
 

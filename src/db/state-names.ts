@@ -8,6 +8,9 @@ export const stateTables = {
   fieldVersions: 'tablesync_field_versions',
   cursors: 'tablesync_cursors',
   conflicts: 'tablesync_conflicts',
+  outbox: 'tablesync_outbox',
+  batchesOut: 'tablesync_batches_out',
+  parked: 'tablesync_parked',
   /** SQLite only: a row here, inside the applier's transaction, tells the triggers to stand aside. */
   applier: 'tablesync_applier',
 } as const;

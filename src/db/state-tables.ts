@@ -1,4 +1,4 @@
-import type { CreateTableBuilder } from 'kysely';
+import { sql, type CreateTableBuilder } from 'kysely';
 import { DatabaseError } from '../errors.js';
 import type { Database } from './database.js';
 import type { AnyKysely, DialectAdapter } from './dialect.js';
@@ -31,14 +31,12 @@ const migrations: readonly Migration[] = [
     description: 'journal, record links, field versions, cursors, conflicts',
     async up(db, adapter) {
       // One row per changed record: which columns changed, and when (the database's clock, in ms).
-      // `origin` names the sync a change arrived from, for changes passed on to the other syncs.
       await withSerialKey(db.schema.createTable(stateTables.journal).ifNotExists(), 'seq', adapter)
         .addColumn('table_name', 'varchar(64)', (c) => c.notNull())
         .addColumn('record_id', 'varchar(191)', (c) => c.notNull())
         .addColumn('op', 'char(1)', (c) => c.notNull())
         .addColumn('columns', 'text', (c) => c.notNull())
         .addColumn('changed_at', 'bigint', (c) => c.notNull())
-        .addColumn('origin', 'varchar(64)')
         .execute();
 
       // Which peer record each local record is, per sync; ids themselves never travel.
@@ -95,6 +93,53 @@ const migrations: readonly Migration[] = [
         .on(stateTables.conflicts)
         .columns(['sync_name', 'resolved_at'])
         .execute();
+    },
+  },
+  {
+    version: 2,
+    description: 'outbox, batches sent, parked changes',
+    async up(db, adapter) {
+      // Per sync, the records to mention in the next batch and the fields that changed, with their
+      // versions. One row per record however often it changes: state stays small.
+      await db.schema
+        .createTable(stateTables.outbox)
+        .ifNotExists()
+        .addColumn('sync_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('table_number', 'integer', (c) => c.notNull())
+        .addColumn('record_id', 'varchar(191)', (c) => c.notNull())
+        .addColumn('fields', 'text', (c) => c.notNull())
+        .addColumn('deleted', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('changed_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('tablesync_outbox_pk', ['sync_name', 'table_number', 'record_id'])
+        .execute();
+
+      // Batches built but not yet acknowledged by the peer, kept byte for byte so that a resend is identical.
+      await db.schema
+        .createTable(stateTables.batchesOut)
+        .ifNotExists()
+        .addColumn('sync_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('seq', 'bigint', (c) => c.notNull())
+        .addColumn('body', sql.raw(adapter.longTextType), (c) => c.notNull())
+        .addColumn('events', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('sent_at', 'bigint')
+        .addPrimaryKeyConstraint('tablesync_batches_out_pk', ['sync_name', 'seq'])
+        .execute();
+
+      // Changes from the peer that could not be applied (a constraint, a value too long), with the reason.
+      await withSerialKey(db.schema.createTable(stateTables.parked).ifNotExists(), 'id', adapter)
+        .addColumn('sync_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('batch_seq', 'bigint', (c) => c.notNull())
+        .addColumn('table_number', 'integer', (c) => c.notNull())
+        .addColumn('peer_record_id', 'varchar(191)', (c) => c.notNull())
+        .addColumn('event', sql.raw(adapter.longTextType), (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('parked_at', 'bigint', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(1))
+        .execute();
+
+      // The version clock's row exists from the start, so that concurrent writers lock it rather than race to create it.
+      await db.insertInto(stateTables.cursors).values({ sync_name: '', name: 'version-clock', position: '0.0', updated_at: 0 }).execute();
     },
   },
 ];

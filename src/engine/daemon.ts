@@ -1,10 +1,11 @@
 import type { InstanceConfig } from '../config/types.js';
-import { stateTables } from '../db/state-names.js';
 import type { Logger } from '../log.js';
+import { createTransport } from '../transports/create-transport.js';
+import { createEngineContext } from './context.js';
 import { Instance } from './instance.js';
-
-/** How often the daemon reports how many captured changes wait in each journal. */
-const backlogReportMs = 60_000;
+import { Mutex } from './mutex.js';
+import { ExchangeScheduler } from './scheduler.js';
+import { SyncSession } from './sync-session.js';
 
 type DaemonState = 'new' | 'starting' | 'running' | 'closing' | 'closed';
 
@@ -17,7 +18,8 @@ type DaemonState = 'new' | 'starting' | 'running' | 'closing' | 'closed';
 export class Daemon {
   #state: DaemonState = 'new';
   #instances: Instance[] = [];
-  #timer: NodeJS.Timeout | undefined;
+  #schedulers: ExchangeScheduler[] = [];
+  #sessions: SyncSession[] = [];
   #closing: Promise<void> | undefined;
   #resolveClosed!: () => void;
   /** Resolves once the daemon has stopped, by close() or destroy(). */
@@ -32,7 +34,7 @@ export class Daemon {
     return this.#state;
   }
 
-  /** Opens every instance and installs its capture; if any fails, the ones opened are closed again. */
+  /** Opens every instance, installs its capture and starts its syncs; if any fails, what was opened is closed again. */
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new Error(`the daemon cannot start: it is ${this.#state}`);
     this.#state = 'starting';
@@ -53,28 +55,23 @@ export class Daemon {
           },
           'capture installed',
         );
+        const context = createEngineContext(config, instance.database, instance.schema, log);
+        const lock = new Mutex();
+        for (const mapping of context.mappings) {
+          const syncLog = log.child({ sync: mapping.name });
+          const transport = createTransport(mapping.sync.transport, { logger: syncLog });
+          const session = new SyncSession(context, mapping, transport, lock, syncLog);
+          this.#sessions.push(session);
+          this.#schedulers.push(new ExchangeScheduler(session, mapping.sync, syncLog));
+        }
       }
     } catch (err) {
       await this.destroy();
       throw err;
     }
     this.#state = 'running';
-    this.#timer = setInterval(() => void this.#reportBacklog(), backlogReportMs);
-    this.logger.info({ instances: this.#instances.map((i) => i.name) }, 'tablesync is running');
-  }
-
-  async #reportBacklog(): Promise<void> {
-    for (const instance of this.#instances) {
-      try {
-        const row = (await instance.database.kysely
-          .selectFrom(stateTables.journal)
-          .select((eb) => eb.fn.countAll<number | string>().as('waiting'))
-          .executeTakeFirst()) as { waiting: number | string } | undefined;
-        this.logger.info({ instance: instance.name, waiting: Number(row?.waiting ?? 0) }, 'captured changes waiting in the journal');
-      } catch (err) {
-        this.logger.error({ instance: instance.name, err }, 'cannot read the journal');
-      }
-    }
+    for (const scheduler of this.#schedulers) scheduler.start();
+    this.logger.info({ instances: this.#instances.map((i) => i.name), syncs: this.#sessions.map((s) => s.name) }, 'tablesync is running');
   }
 
   /** Graceful stop: lets the work in hand finish, then releases every database. */
@@ -91,8 +88,11 @@ export class Daemon {
 
   async #shutdown(how: 'stopping' | 'aborting'): Promise<void> {
     this.#state = 'closing';
-    clearInterval(this.#timer);
     if (this.#instances.length > 0) this.logger.info(how);
+    const stopping = Promise.allSettled(this.#schedulers.map((scheduler) => scheduler.stop()));
+    // Draining waits for the exchange in hand; aborting does not (its transaction rolls back with the connection).
+    if (how === 'stopping') await stopping;
+    await Promise.allSettled(this.#sessions.map((session) => session.transport.close()));
     await Promise.allSettled(this.#instances.map((instance) => instance.close()));
     this.#state = 'closed';
     this.#resolveClosed();

@@ -11,6 +11,16 @@ import { introspectMysql } from './mysql-introspector.js';
 export const mysqlAdapter: DialectAdapter = {
   dialect: 'mysql',
   autoIncrementType: 'bigint',
+  longTextType: 'longtext',
+  lockingReads: true,
+
+  dataErrorReason(err) {
+    const { code, errno, sqlMessage } = err as { code?: string; errno?: number; sqlMessage?: string };
+    // Errors about a value or a constraint; see the MySQL/MariaDB server error reference.
+    const dataErrors = new Set([1048, 1062, 1264, 1265, 1292, 1364, 1366, 1406, 1451, 1452, 1690, 3819, 4025]);
+    if (errno === undefined || !dataErrors.has(errno)) return undefined;
+    return `${sqlMessage ?? code ?? 'the database refused the value'} (${code ?? errno})`;
+  },
   beginWriteSql: 'START TRANSACTION',
   markerSurvivesRollback: true,
   transactionalDdl: false,

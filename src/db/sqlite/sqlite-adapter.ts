@@ -14,6 +14,14 @@ const busyTimeoutMs = 10_000;
 export const sqliteAdapter: DialectAdapter = {
   dialect: 'sqlite',
   autoIncrementType: 'integer',
+  longTextType: 'text',
+  lockingReads: false,
+
+  dataErrorReason(err) {
+    const { code, message } = err as { code?: string; message?: string };
+    if (code === undefined || !(code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_TOOBIG' || code === 'SQLITE_MISMATCH')) return undefined;
+    return `${message ?? 'the database refused the value'} (${code})`;
+  },
   // IMMEDIATE takes the write lock at once: a deferred transaction that later
   // wants to write can fail with SQLITE_BUSY without waiting.
   beginWriteSql: 'BEGIN IMMEDIATE',

@@ -1,0 +1,329 @@
+import { sql } from 'kysely';
+import type { AnyKysely } from '../db/dialect.js';
+import { stateTables } from '../db/state-names.js';
+import type { ColumnSchema } from '../db/schema-types.js';
+import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
+import type { Batch, BatchEvent, UpsertEvent, WireValue } from '../protocol/batch.js';
+import { BatchRefused } from '../protocol/decode.js';
+import { closeConflicts, conflictWinner, recordConflict } from './conflicts.js';
+import type { EngineContext } from './context.js';
+import { readCursor, readSeq, writeCursor } from './cursors.js';
+import { readVersions, versionOf, writeVersions, type RecordVersions } from './field-versions.js';
+import { absorbJournal, journalPassSize } from './journal-reader.js';
+import { localIdFor, writeLink } from './links.js';
+import { OutboxWriter } from './outbox.js';
+import { checkWire, fromWire, toWire } from './values.js';
+import { VersionClock } from './versions.js';
+
+export interface ApplyStats {
+  events: number;
+  created: number;
+  updated: number;
+  deleted: number;
+  conflicts: number;
+  parked: number;
+}
+
+export type ApplyOutcome =
+  | { readonly kind: 'applied'; readonly stats: ApplyStats }
+  /** Only an acknowledgement (seq 0). */
+  | { readonly kind: 'ack' }
+  /** Applied before: skipped; the peer should hear our acknowledgement again. */
+  | { readonly kind: 'duplicate' }
+  /** Arrived before the batch it follows: left where it is for later. */
+  | { readonly kind: 'early'; readonly expected: number };
+
+const emptyStats = (): ApplyStats => ({ events: 0, created: 0, updated: 0, deleted: 0, conflicts: 0, parked: 0 });
+
+/**
+ * Applies the peer's batches of one sync: each in one transaction together
+ * with the cursor that records it as applied, in sequence order, skipping
+ * what was applied before. A change the database refuses (a constraint, a
+ * value too long) is parked with its reason; the rest of the batch goes on.
+ */
+export class BatchApplier {
+  constructor(
+    private readonly context: EngineContext,
+    private readonly mapping: SyncMapping,
+  ) {}
+
+  private get sync(): string {
+    return this.mapping.name;
+  }
+
+  /** Refuses what no well-behaved peer sends; nothing is read or written before this passes. */
+  validate(batch: Batch): void {
+    if (batch.sync !== this.sync) throw new BatchRefused(`the batch is for sync "${batch.sync}", not "${this.sync}"`);
+    if (batch.from === this.context.config.instance) {
+      throw new BatchRefused(`the batch comes from this instance (${batch.from}) itself; the upload and download places must differ`);
+    }
+    batch.events.forEach((event, index) => {
+      const where = `event ${index}`;
+      const table = this.mapping.tablesByNumber.get(event.table);
+      if (table === undefined) throw new BatchRefused(`${where} names table ${event.table}, which sync "${this.sync}" does not sync here`);
+      if (event.op === 'delete') return;
+      const check = (number: string, value: WireValue): void => {
+        const field = table.fieldsByNumber.get(Number(number));
+        if (field === undefined) throw new BatchRefused(`${where} names field ${number}, which table ${table.number} (${table.name}) does not sync here`);
+        if (field.type === 'user' && value !== null && typeof value !== 'string') {
+          throw new BatchRefused(`${where}: field ${number} (${table.name}.${field.column}) is a user reference and must travel as text`);
+        }
+        const reason = field.type === 'user' ? undefined : checkWire(value, this.column(table, field));
+        if (reason !== undefined) throw new BatchRefused(`${where}: field ${number}: ${table.name}.${reason}`);
+      };
+      for (const [number, change] of Object.entries(event.fields)) check(number, change.value);
+      for (const [number, value] of Object.entries(event.record ?? {})) check(number, value);
+    });
+  }
+
+  async apply(batch: Batch): Promise<ApplyOutcome> {
+    this.validate(batch);
+    const { database } = this.context;
+    const lock = database.adapter.lockingReads;
+    return database.asApplier(async (db) => {
+      const inSeq = await readSeq(db, this.sync, 'in', lock);
+      const peer = await readCursor(db, this.sync, 'peer');
+      if (peer !== undefined && peer !== batch.from) {
+        throw new BatchRefused(`the batch says it comes from "${batch.from}", but the peer of sync "${this.sync}" is "${peer}"`);
+      }
+      if (peer === undefined) await writeCursor(db, this.sync, 'peer', batch.from);
+      await this.acknowledged(db, batch.ack);
+      if (batch.seq === 0) return { kind: 'ack' };
+      if (batch.seq <= inSeq) return { kind: 'duplicate' };
+      if (batch.seq > inSeq + 1) return { kind: 'early', expected: inSeq + 1 };
+
+      const clock = await VersionClock.load(db, this.context.config.instance, lock);
+      if (lock) await this.lockTargets(db, batch.events);
+      // Versions must include every change the application made before ours, or a conflict would go unseen.
+      while ((await absorbJournal(this.context, db, clock)) === journalPassSize);
+
+      const stats = emptyStats();
+      const outbox = new OutboxWriter();
+      for (const event of batch.events) {
+        await this.applyOrPark(db, event, batch.seq, stats, outbox);
+      }
+      await outbox.flush(db);
+      await writeCursor(db, this.sync, 'in', batch.seq);
+      await clock.save(db);
+      return { kind: 'applied', stats };
+    });
+  }
+
+  /** Applies one event under a savepoint; a data error parks it and undoes only its own writes. */
+  async applyOrPark(db: AnyKysely, event: BatchEvent, batchSeq: number, stats: ApplyStats, outbox: OutboxWriter): Promise<string | undefined> {
+    const own = new OutboxWriter();
+    await sql.raw('SAVEPOINT tablesync_event').execute(db);
+    try {
+      await this.applyEvent(db, event, stats, own);
+      await sql.raw('RELEASE SAVEPOINT tablesync_event').execute(db);
+      outbox.absorb(own);
+      stats.events += 1;
+      return undefined;
+    } catch (err) {
+      const reason = this.context.database.adapter.dataErrorReason(err);
+      if (reason === undefined) throw err;
+      await sql.raw('ROLLBACK TO SAVEPOINT tablesync_event').execute(db);
+      await sql.raw('RELEASE SAVEPOINT tablesync_event').execute(db);
+      await db
+        .insertInto(stateTables.parked)
+        .values({
+          sync_name: this.sync,
+          batch_seq: batchSeq,
+          table_number: event.table,
+          peer_record_id: event.id,
+          event: JSON.stringify(event),
+          reason,
+          parked_at: Date.now(),
+          attempts: 1,
+        })
+        .execute();
+      stats.parked += 1;
+      this.context.logger.warn({ sync: this.sync, table: event.table, peerRecord: event.id, reason }, 'change parked: the database refused it');
+      return reason;
+    }
+  }
+
+  private async acknowledged(db: AnyKysely, ack: number): Promise<void> {
+    if (ack <= (await readSeq(db, this.sync, 'acked'))) return;
+    await db.deleteFrom(stateTables.batchesOut).where('sync_name', '=', this.sync).where('seq', '<=', ack).execute();
+    await writeCursor(db, this.sync, 'acked', ack);
+  }
+
+  /** MySQL: lock the records the batch touches first, so no application write can slip in between our checks and our writes. */
+  private async lockTargets(db: AnyKysely, events: readonly BatchEvent[]): Promise<void> {
+    const byTable = new Map<MappedTable, string[]>();
+    for (const event of events) {
+      const table = this.mapping.tablesByNumber.get(event.table);
+      if (table === undefined) continue;
+      const local = (await localIdFor(db, this.sync, table.number, event.id)) ?? event.peerId;
+      if (local !== undefined) byTable.set(table, [...(byTable.get(table) ?? []), local]);
+    }
+    for (const [table, ids] of byTable) {
+      await db.selectFrom(table.name).select(table.key).where(table.key, 'in', ids).forUpdate().execute();
+    }
+  }
+
+  private async applyEvent(db: AnyKysely, event: BatchEvent, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+    const table = this.mapping.tablesByNumber.get(event.table);
+    if (table === undefined) return;
+    const localId = await this.resolveLocal(db, table, event);
+    if (event.op === 'delete') return this.applyDelete(db, table, localId, stats, outbox);
+    if (localId === undefined) return this.create(db, table, event, stats, outbox);
+    return this.update(db, table, event, localId, stats, outbox);
+  }
+
+  /** Our record for the peer's: by link, else by the id the peer says we gave it. */
+  private async resolveLocal(db: AnyKysely, table: MappedTable, event: BatchEvent): Promise<string | undefined> {
+    const linked = await localIdFor(db, this.sync, table.number, event.id);
+    if (linked !== undefined) return linked;
+    if (event.peerId === undefined) return undefined;
+    const exists = await db.selectFrom(table.name).select(table.key).where(table.key, '=', event.peerId).executeTakeFirst();
+    if (exists === undefined) return undefined;
+    const taken = await db
+      .selectFrom(stateTables.links)
+      .select('peer_id')
+      .where('sync_name', '=', this.sync)
+      .where('table_number', '=', table.number)
+      .where('local_id', '=', event.peerId)
+      .executeTakeFirst();
+    if (taken !== undefined) return undefined;
+    await writeLink(db, this.sync, table.number, event.peerId, event.id);
+    return event.peerId;
+  }
+
+  private async applyDelete(db: AnyKysely, table: MappedTable, localId: string | undefined, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+    const status = table.config.status;
+    if (localId === undefined || status === undefined) return;
+    await db.updateTable(table.name).set({ [status.column]: status.deleted }).where(table.key, '=', localId).execute();
+    stats.deleted += 1;
+    this.passOn(table, (sync, tableNumber) => outbox.deleted(sync, tableNumber, localId, Date.now()));
+  }
+
+  private async create(db: AnyKysely, table: MappedTable, event: UpsertEvent, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+    if (event.record === undefined) {
+      // The peer believes we have this record, but we do not (deleted here for good): nothing to update.
+      this.context.logger.debug({ sync: this.sync, table: table.number, peerRecord: event.id }, 'change for a record this side does not have');
+      return;
+    }
+    const values: Record<string, unknown> = {};
+    const incoming = { ...event.record, ...Object.fromEntries(Object.entries(event.fields).map(([n, c]) => [n, c.value])) };
+    for (const [number, wire] of Object.entries(incoming)) {
+      const field = table.fieldsByNumber.get(Number(number));
+      if (field?.receives !== true) continue;
+      const value = await this.localValue(db, table, field, wire, event.id);
+      values[field.column] = value === undefined ? null : value;
+    }
+    if (Object.keys(values).length === 0) return;
+    const result = await db.insertInto(table.name).values(values).executeTakeFirst();
+    const localId = result.insertId === undefined || result.insertId === 0n ? undefined : String(result.insertId);
+    if (localId === undefined) throw new Error(`${table.name} did not number the new record; its key ${table.key} must be numbered by the database`);
+    await writeLink(db, this.sync, table.number, localId, event.id);
+    const versions: RecordVersions = new Map([[localId, new Map()]]);
+    for (const [number, change] of Object.entries(event.fields)) {
+      const field = table.fieldsByNumber.get(Number(number));
+      if (field?.receives === true) versions.get(localId)?.set(field.column, change.version);
+    }
+    await writeVersions(db, table.name, versions);
+    stats.created += 1;
+    // Tells the peer our id; and hands the new record to our other syncs.
+    outbox.touch(this.sync, table.number, localId, Date.now());
+    this.passOn(table, (sync, tableNumber) => outbox.touch(sync, tableNumber, localId, Date.now()));
+    this.passOnFields(table, localId, versions, outbox);
+  }
+
+  private async update(db: AnyKysely, table: MappedTable, event: UpsertEvent, localId: string, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+    const versions = await readVersions(db, table.name, [localId]);
+    const taken: RecordVersions = new Map([[localId, new Map()]]);
+    const parents = new Map<string, string>();
+    const updates: Record<string, unknown> = {};
+    let current: Record<string, unknown> | undefined;
+
+    for (const [number, change] of Object.entries(event.fields)) {
+      const field = table.fieldsByNumber.get(Number(number));
+      if (field?.receives !== true) continue;
+      const local = versionOf(versions, localId, field.column);
+      if (change.version === local) {
+        await closeConflicts(db, this.sync, table.number, localId, field.number, 'both sides agree');
+        continue;
+      }
+      if (change.parent !== local) {
+        current ??= (await db.selectFrom(table.name).selectAll().where(table.key, '=', localId).executeTakeFirst()) as Record<string, unknown> | undefined;
+        const rule = this.mapping.sync.conflicts;
+        const winner = conflictWinner(rule, local, change.version, this.mapping.sync.mode === 'active');
+        const ours = toWire(current?.[field.column]);
+        stats.conflicts += 1;
+        this.context.logger.warn(
+          { sync: this.sync, table: table.name, record: localId, field: field.column, ours, theirs: change.value, ourVersion: local, theirVersion: change.version, rule, kept: winner },
+          rule === 'manual' ? 'conflict: kept ours until someone resolves it' : `conflict: ${winner} kept by ${rule}`,
+        );
+        await recordConflict(db, {
+          sync: this.sync,
+          tableNumber: table.number,
+          localId,
+          fieldNumber: field.number,
+          ours: ours === null ? null : JSON.stringify(ours),
+          theirs: JSON.stringify(change.value),
+          ourVersion: local,
+          theirVersion: change.version,
+          ...(rule === 'manual' ? {} : { resolution: `${rule}: ${winner}` }),
+        });
+        if (winner === 'ours') continue;
+      } else {
+        await closeConflicts(db, this.sync, table.number, localId, field.number, 'resolved on the peer');
+      }
+      const value = await this.localValue(db, table, field, change.value, event.id);
+      if (value !== undefined) updates[field.column] = value;
+      taken.get(localId)?.set(field.column, change.version);
+      parents.set(field.column, local);
+    }
+
+    if (Object.keys(updates).length > 0) {
+      await db.updateTable(table.name).set(updates).where(table.key, '=', localId).execute();
+      stats.updated += 1;
+    }
+    await writeVersions(db, table.name, taken);
+    // The peer does not know our id yet: tell it.
+    if (event.peerId === undefined) outbox.touch(this.sync, table.number, localId, Date.now());
+    this.passOnFields(table, localId, taken, outbox, parents);
+  }
+
+  /** A value that arrived → what to write; undefined for a user reference that matches nobody here. */
+  private async localValue(db: AnyKysely, table: MappedTable, field: MappedField, wire: WireValue, peerRecord: string): Promise<unknown> {
+    if (field.type === 'user' && this.context.users !== undefined) {
+      const id = await this.context.users.fromWire(db, wire, this.mapping.sync.users);
+      if (id === undefined) {
+        this.context.logger.warn(
+          { sync: this.sync, table: table.name, field: field.column, peerRecord, user: wire, matchBy: this.mapping.sync.users },
+          'user reference matches no user here: the field is left unset',
+        );
+      }
+      return id;
+    }
+    return fromWire(wire, this.column(table, field));
+  }
+
+  private column(table: MappedTable, field: MappedField): ColumnSchema {
+    const column = this.context.schema.get(table.name)?.columns.get(field.column);
+    if (column === undefined) throw new Error(`${table.name}.${field.column} is missing from the database; tablesync checked it at start`);
+    return column;
+  }
+
+  /** Runs `mention` for every other sync that syncs this table, so the change travels on (never back). */
+  private passOn(table: MappedTable, mention: (sync: string, tableNumber: number) => void): void {
+    for (const other of this.context.mappings) {
+      if (other.name === this.sync) continue;
+      const theirs = other.tablesByName.get(table.name);
+      if (theirs !== undefined) mention(other.name, theirs.number);
+    }
+  }
+
+  private passOnFields(table: MappedTable, localId: string, taken: RecordVersions, outbox: OutboxWriter, parents = new Map<string, string>()): void {
+    this.passOn(table, (sync, tableNumber) => {
+      const theirs = this.context.mappings.find((m) => m.name === sync)?.tablesByNumber.get(tableNumber);
+      for (const [column, version] of taken.get(localId) ?? []) {
+        const field = theirs?.fieldsByColumn.get(column);
+        if (field?.sends === true) outbox.field(sync, tableNumber, localId, field.number, { version, parent: parents.get(column) ?? '' }, Date.now());
+      }
+    });
+  }
+}

@@ -1,0 +1,128 @@
+import type { AnyKysely } from '../db/dialect.js';
+import { stateTables } from '../db/state-names.js';
+import type { MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
+import { protocolVersion, type Batch, type BatchEvent, type WireValue } from '../protocol/batch.js';
+import type { EngineContext } from './context.js';
+import { readSeq, writeCursor } from './cursors.js';
+import { readLinks } from './links.js';
+import { chunks, type PendingField } from './outbox.js';
+import { toWire } from './values.js';
+
+interface OutboxRow {
+  table_number: number;
+  record_id: string;
+  fields: string;
+  deleted: number;
+}
+
+export interface BuiltBatch {
+  readonly batch: Batch;
+  readonly body: string;
+}
+
+/** Events per batch: enough to keep per-batch costs small, few enough for one transaction. */
+export const maxEventsPerBuiltBatch = 1000;
+
+/**
+ * Takes the sync's outbox entries (the oldest first), reads the records'
+ * current values, and stores them as the next numbered batch, all in the
+ * caller's transaction. The stored body is what every resend sends, byte
+ * for byte. Returns undefined when there is nothing to send.
+ */
+export async function buildBatch(context: EngineContext, db: AnyKysely, mapping: SyncMapping, limit = maxEventsPerBuiltBatch): Promise<BuiltBatch | undefined> {
+  let query = db
+    .selectFrom(stateTables.outbox)
+    .select(['table_number', 'record_id', 'fields', 'deleted'])
+    .where('sync_name', '=', mapping.name)
+    .orderBy('changed_at')
+    .limit(limit);
+  if (context.database.adapter.lockingReads) query = query.forUpdate();
+  const entries = (await query.execute()) as OutboxRow[];
+  if (entries.length === 0) return undefined;
+
+  const events: BatchEvent[] = [];
+  const byTable = new Map<number, OutboxRow[]>();
+  for (const entry of entries) byTable.set(entry.table_number, [...(byTable.get(entry.table_number) ?? []), entry]);
+  for (const [tableNumber, rows] of byTable) {
+    const table = mapping.tablesByNumber.get(tableNumber);
+    // A table no longer configured: its entries are dropped below with the rest.
+    if (table !== undefined) events.push(...(await tableEvents(context, db, mapping, table, rows)));
+  }
+
+  const seq = (await readSeq(db, mapping.name, 'out')) + 1;
+  const batch: Batch = {
+    protocol: protocolVersion,
+    sync: mapping.name,
+    from: context.config.instance,
+    seq,
+    ack: await readSeq(db, mapping.name, 'in'),
+    sentAt: Date.now(),
+    events,
+  };
+  const body = JSON.stringify(batch);
+  await db.insertInto(stateTables.batchesOut).values({ sync_name: mapping.name, seq, body, events: events.length, created_at: Date.now() }).execute();
+  await writeCursor(db, mapping.name, 'out', seq);
+  for (const [tableNumber, rows] of byTable) {
+    for (const chunk of chunks(rows, 500)) {
+      await db
+        .deleteFrom(stateTables.outbox)
+        .where('sync_name', '=', mapping.name)
+        .where('table_number', '=', tableNumber)
+        .where(
+          'record_id',
+          'in',
+          chunk.map((r) => r.record_id),
+        )
+        .execute();
+    }
+  }
+  return { batch, body };
+}
+
+async function tableEvents(context: EngineContext, db: AnyKysely, mapping: SyncMapping, table: MappedTable, rows: OutboxRow[]): Promise<BatchEvent[]> {
+  const ids = rows.map((r) => r.record_id);
+  const status = table.config.status;
+  const columns = [table.key, ...table.fields.filter((f) => f.sends).map((f) => f.column), ...(status === undefined ? [] : [status.column])];
+  const records = new Map<string, Record<string, unknown>>();
+  for (const chunk of chunks(ids, 500)) {
+    const found = (await db.selectFrom(table.name).select([...new Set(columns)]).where(table.key, 'in', chunk).execute()) as Record<string, unknown>[];
+    for (const record of found) records.set(String(record[table.key]), record);
+  }
+  const links = await readLinks(db, mapping.name, table.number, ids);
+
+  const events: BatchEvent[] = [];
+  for (const row of rows) {
+    const record = records.get(row.record_id);
+    const peerId = links.get(row.record_id);
+    const common = { table: table.number, id: row.record_id, ...(peerId === undefined ? {} : { peerId }) };
+    const isDeleted = row.deleted === 1 || record === undefined || (status !== undefined && String(record[status.column]) === String(status.deleted));
+    if (isDeleted) {
+      // Deletes travel only with a status column; without one, a record that is gone is simply not mentioned.
+      if (status !== undefined) events.push({ op: 'delete', ...common });
+      continue;
+    }
+    const pending = JSON.parse(row.fields) as Record<string, PendingField>;
+    const fields: Record<string, { value: WireValue; version: string; parent: string }> = {};
+    for (const [number, change] of Object.entries(pending)) {
+      const field = table.fieldsByNumber.get(Number(number));
+      if (field?.sends !== true) continue;
+      fields[number] = { value: await wireValue(context, db, mapping, field.type, record[field.column]), ...change };
+    }
+    if (peerId !== undefined) {
+      events.push({ op: 'upsert', ...common, fields });
+      continue;
+    }
+    // The peer does not know this record yet (or has not told us its id): send everything it needs to create it.
+    const full: Record<string, WireValue> = {};
+    for (const field of table.fields.filter((f) => f.sends)) {
+      full[field.number] = await wireValue(context, db, mapping, field.type, record[field.column]);
+    }
+    events.push({ op: 'upsert', ...common, fields, record: full });
+  }
+  return events;
+}
+
+async function wireValue(context: EngineContext, db: AnyKysely, mapping: SyncMapping, type: 'value' | 'user', value: unknown): Promise<WireValue> {
+  if (type === 'user' && context.users !== undefined) return context.users.toWire(db, value, mapping.sync.users);
+  return toWire(value);
+}

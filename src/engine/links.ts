@@ -1,0 +1,42 @@
+import type { AnyKysely } from '../db/dialect.js';
+import { stateTables } from '../db/state-names.js';
+import { chunks } from './outbox.js';
+
+/** Our record id → the peer's, for the given records of one table of one sync. */
+export async function readLinks(db: AnyKysely, sync: string, tableNumber: number, localIds: readonly string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const chunk of chunks([...new Set(localIds)], 500)) {
+    const rows = (await db
+      .selectFrom(stateTables.links)
+      .select(['local_id', 'peer_id'])
+      .where('sync_name', '=', sync)
+      .where('table_number', '=', tableNumber)
+      .where('local_id', 'in', chunk)
+      .execute()) as { local_id: string; peer_id: string }[];
+    for (const row of rows) out.set(row.local_id, row.peer_id);
+  }
+  return out;
+}
+
+/** The peer's record id → ours. */
+export async function localIdFor(db: AnyKysely, sync: string, tableNumber: number, peerId: string): Promise<string | undefined> {
+  const row = (await db
+    .selectFrom(stateTables.links)
+    .select('local_id')
+    .where('sync_name', '=', sync)
+    .where('table_number', '=', tableNumber)
+    .where('peer_id', '=', peerId)
+    .executeTakeFirst()) as { local_id: string } | undefined;
+  return row?.local_id;
+}
+
+export async function peerIdFor(db: AnyKysely, sync: string, tableNumber: number, localId: string): Promise<string | undefined> {
+  return (await readLinks(db, sync, tableNumber, [localId])).get(localId);
+}
+
+export async function writeLink(db: AnyKysely, sync: string, tableNumber: number, localId: string, peerId: string): Promise<void> {
+  await db
+    .insertInto(stateTables.links)
+    .values({ sync_name: sync, table_number: tableNumber, local_id: localId, peer_id: peerId, linked_at: Date.now() })
+    .execute();
+}

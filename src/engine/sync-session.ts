@@ -1,0 +1,179 @@
+import { stateTables } from '../db/state-names.js';
+import type { Logger } from '../log.js';
+import type { SyncMapping } from '../mapping/sync-mapping.js';
+import { protocolVersion, type Batch } from '../protocol/batch.js';
+import { BatchRefused, decodeBatch } from '../protocol/decode.js';
+import type { Transport } from '../transports/transport.js';
+import { BatchApplier } from './applier.js';
+import { buildBatch } from './batch-builder.js';
+import type { EngineContext } from './context.js';
+import { readSeq, writeCursor } from './cursors.js';
+import { absorbJournal, journalPassSize } from './journal-reader.js';
+import type { Mutex } from './mutex.js';
+import { VersionClock } from './versions.js';
+
+/** Timing of one sync's exchanges; defaults suit a LAN or a shared folder. */
+export interface SessionPolicy {
+  /** A batch the peer has not acknowledged is sent again after this long, unless it still waits unread. Default 10 s. */
+  readonly resendAfterMs: number;
+  /** At most this many batches travel unacknowledged; the rest wait in the outbox. Default 8. */
+  readonly window: number;
+}
+
+export const defaultSessionPolicy: SessionPolicy = { resendAfterMs: 10_000, window: 8 };
+
+export interface ExchangeReport {
+  received: number;
+  sent: number;
+  resent: number;
+  refused: number;
+}
+
+/** File name of a batch: sorting names sorts one sender's batches by sequence. */
+export function batchName(sync: string, from: string, seq: number): string {
+  return seq === 0 ? `${sync}.${from}.ack.json` : `${sync}.${from}.${String(seq).padStart(12, '0')}.json`;
+}
+
+/**
+ * One side of one sync: each exchange applies what the peer left for us,
+ * sends our new changes, resends what the peer has not acknowledged, and
+ * acknowledges what we applied. All database work of one instance goes
+ * through its mutex, so syncs of one instance never interleave.
+ */
+export class SyncSession {
+  readonly #applier: BatchApplier;
+  #ackOwed = false;
+
+  constructor(
+    private readonly context: EngineContext,
+    readonly mapping: SyncMapping,
+    readonly transport: Transport,
+    private readonly lock: Mutex,
+    private readonly logger: Logger,
+    private readonly policy: SessionPolicy = defaultSessionPolicy,
+  ) {
+    this.#applier = new BatchApplier(context, mapping);
+  }
+
+  get name(): string {
+    return this.mapping.name;
+  }
+
+  exchange(): Promise<ExchangeReport> {
+    return this.lock.run(async () => {
+      const report: ExchangeReport = { received: 0, sent: 0, resent: 0, refused: 0 };
+      await this.#receive(report);
+      await this.#sendNew(report);
+      await this.#resendStale(report);
+      if (this.#ackOwed && report.sent === 0) await this.#sendAck();
+      this.#ackOwed = false;
+      return report;
+    });
+  }
+
+  async #receive(report: ExchangeReport): Promise<void> {
+    for (const incoming of await this.transport.receive()) {
+      let batch: Batch;
+      try {
+        batch = decodeBatch(incoming.body);
+        const outcome = await this.#applier.apply(batch);
+        switch (outcome.kind) {
+          case 'early':
+            this.logger.debug({ batch: incoming.name, expected: outcome.expected }, 'batch arrived before the one it follows; it waits');
+            continue;
+          case 'duplicate':
+            this.#ackOwed = true;
+            this.logger.debug({ batch: incoming.name }, 'batch applied before; skipped');
+            break;
+          case 'applied':
+            this.#ackOwed = true;
+            report.received += 1;
+            this.logger.info({ batch: incoming.name, seq: batch.seq, ...outcome.stats }, 'batch applied');
+            await this.context.database.transaction((db) => writeCursor(db, this.name, 'last-in-at', Date.now()));
+            break;
+          case 'ack':
+            break;
+        }
+        await incoming.done();
+      } catch (err) {
+        if (!(err instanceof BatchRefused)) throw err;
+        report.refused += 1;
+        this.logger.warn({ batch: incoming.name, reason: err.message }, 'batch refused and kept aside');
+        await incoming.reject(err.message);
+      }
+    }
+  }
+
+  async #sendNew(report: ExchangeReport): Promise<void> {
+    const { database } = this.context;
+    for (;;) {
+      const unacknowledged = await this.#unacknowledged();
+      if (unacknowledged >= this.policy.window) return;
+      const built = await database.transaction(async (db) => {
+        const clock = await VersionClock.load(db, this.context.config.instance, database.adapter.lockingReads);
+        while ((await absorbJournal(this.context, db, clock)) === journalPassSize);
+        await clock.save(db);
+        return buildBatch(this.context, db, this.mapping);
+      });
+      if (built === undefined) return;
+      await this.#send(built.batch.seq, built.body);
+      report.sent += 1;
+      this.logger.info({ seq: built.batch.seq, events: built.batch.events.length }, 'batch sent');
+    }
+  }
+
+  async #resendStale(report: ExchangeReport): Promise<void> {
+    const { kysely } = this.context.database;
+    const stale = (await kysely
+      .selectFrom(stateTables.batchesOut)
+      .select(['seq', 'body'])
+      .where('sync_name', '=', this.name)
+      .where((eb) => eb.or([eb('sent_at', 'is', null), eb('sent_at', '<', Date.now() - this.policy.resendAfterMs)]))
+      .orderBy('seq')
+      .execute()) as { seq: number | string; body: string }[];
+    for (const { seq, body } of stale) {
+      const name = batchName(this.name, this.context.config.instance, Number(seq));
+      if (await this.transport.isWaiting(name)) {
+        await this.#markSent(Number(seq));
+        continue;
+      }
+      await this.#send(Number(seq), body);
+      report.resent += 1;
+      this.logger.info({ seq: Number(seq) }, 'batch sent again: the peer has not acknowledged it');
+    }
+  }
+
+  async #send(seq: number, body: string): Promise<void> {
+    await this.transport.send({ name: batchName(this.name, this.context.config.instance, seq), body: Buffer.from(body) });
+    await this.#markSent(seq);
+  }
+
+  async #markSent(seq: number): Promise<void> {
+    await this.context.database.transaction(async (db) => {
+      await db.updateTable(stateTables.batchesOut).set({ sent_at: Date.now() }).where('sync_name', '=', this.name).where('seq', '=', seq).execute();
+      await writeCursor(db, this.name, 'last-out-at', Date.now());
+    });
+  }
+
+  async #sendAck(): Promise<void> {
+    const ack: Batch = {
+      protocol: protocolVersion,
+      sync: this.name,
+      from: this.context.config.instance,
+      seq: 0,
+      ack: await readSeq(this.context.database.kysely, this.name, 'in'),
+      sentAt: Date.now(),
+      events: [],
+    };
+    await this.transport.send({ name: batchName(this.name, this.context.config.instance, 0), body: Buffer.from(JSON.stringify(ack)) });
+  }
+
+  async #unacknowledged(): Promise<number> {
+    const row = (await this.context.database.kysely
+      .selectFrom(stateTables.batchesOut)
+      .select((eb) => eb.fn.countAll<number | string>().as('n'))
+      .where('sync_name', '=', this.name)
+      .executeTakeFirst()) as { n: number | string } | undefined;
+    return Number(row?.n ?? 0);
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * The batch: what one side sends the other, as JSON. Version 1.
+ *
+ * Numbers, not names, cross the wire: tables and fields are named by the
+ * numbers of the sync's configuration; records by the sender's own id (and
+ * the receiver's id, once the sender knows the link).
+ *
+ * A batch with `seq` ≥ 1 carries events and is applied exactly once, in
+ * `seq` order. A batch with `seq` 0 only acknowledges. Every batch carries
+ * `ack`: the highest `seq` of the receiver's batches that the sender has
+ * applied, so the receiver can forget them.
+ */
+export const protocolVersion = 1;
+
+/** A value as it travels: JSON scalars, and bytes as base64. */
+export type WireValue = string | number | boolean | null | { readonly b64: string };
+
+/** One field's new value with its version, and the version it replaced (its parent). */
+export interface FieldChange {
+  readonly value: WireValue;
+  /** Unique per write: `<ms>.<counter>.<instance>`, ordered as text. */
+  readonly version: string;
+  /** The version the sender held before this write; '' for the value the record had when it was linked. */
+  readonly parent: string;
+}
+
+export interface UpsertEvent {
+  readonly op: 'upsert';
+  readonly table: number;
+  /** The sender's record id. */
+  readonly id: string;
+  /** The receiver's record id, when the sender knows the link. */
+  readonly peerId?: string;
+  /** Fields that changed, by field number. May be empty: the event then only confirms a link. */
+  readonly fields: Readonly<Record<string, FieldChange>>;
+  /**
+   * Every field's current value, by field number, sent while the sender does
+   * not know the receiver's id: lets the receiver create the record. Never
+   * overwrites anything on the receiver.
+   */
+  readonly record?: Readonly<Record<string, WireValue>>;
+}
+
+export interface DeleteEvent {
+  readonly op: 'delete';
+  readonly table: number;
+  readonly id: string;
+  readonly peerId?: string;
+}
+
+export type BatchEvent = UpsertEvent | DeleteEvent;
+
+export interface Batch {
+  readonly protocol: typeof protocolVersion;
+  readonly sync: string;
+  /** The sending instance's name. */
+  readonly from: string;
+  readonly seq: number;
+  readonly ack: number;
+  /** The sender's clock when it built the batch (ms), to report clocks that disagree. */
+  readonly sentAt: number;
+  readonly events: readonly BatchEvent[];
+}
