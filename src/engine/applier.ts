@@ -33,7 +33,7 @@ export type ApplyOutcome =
   /** Arrived before the batch it follows: left where it is for later. */
   | { readonly kind: 'early'; readonly expected: number };
 
-const emptyStats = (): ApplyStats => ({ events: 0, created: 0, updated: 0, deleted: 0, conflicts: 0, parked: 0 });
+export const emptyStats = (): ApplyStats => ({ events: 0, created: 0, updated: 0, deleted: 0, conflicts: 0, parked: 0 });
 
 /**
  * Applies the peer's batches of one sync: each in one transaction together
@@ -109,8 +109,33 @@ export class BatchApplier {
     });
   }
 
-  /** Applies one event under a savepoint; a data error parks it and undoes only its own writes. */
-  async applyOrPark(db: AnyKysely, event: BatchEvent, batchSeq: number, stats: ApplyStats, outbox: OutboxWriter): Promise<string | undefined> {
+  /** Applies one event, or parks it with the reason the database gave. */
+  private async applyOrPark(db: AnyKysely, event: BatchEvent, batchSeq: number, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+    const reason = await this.tryEvent(db, event, stats, outbox);
+    if (reason === undefined) return;
+    await db
+      .insertInto(stateTables.parked)
+      .values({
+        sync_name: this.sync,
+        batch_seq: batchSeq,
+        table_number: event.table,
+        peer_record_id: event.id,
+        event: JSON.stringify(event),
+        reason,
+        parked_at: Date.now(),
+        attempts: 1,
+      })
+      .execute();
+    stats.parked += 1;
+    this.context.logger.warn({ sync: this.sync, table: event.table, peerRecord: event.id, reason }, 'change parked: the database refused it');
+  }
+
+  /**
+   * Applies one event under a savepoint. When the database refuses its data,
+   * only the event's own writes are undone and the reason is returned; any
+   * other error ends the whole transaction.
+   */
+  async tryEvent(db: AnyKysely, event: BatchEvent, stats: ApplyStats, outbox: OutboxWriter): Promise<string | undefined> {
     const own = new OutboxWriter();
     await sql.raw('SAVEPOINT tablesync_event').execute(db);
     try {
@@ -124,21 +149,6 @@ export class BatchApplier {
       if (reason === undefined) throw err;
       await sql.raw('ROLLBACK TO SAVEPOINT tablesync_event').execute(db);
       await sql.raw('RELEASE SAVEPOINT tablesync_event').execute(db);
-      await db
-        .insertInto(stateTables.parked)
-        .values({
-          sync_name: this.sync,
-          batch_seq: batchSeq,
-          table_number: event.table,
-          peer_record_id: event.id,
-          event: JSON.stringify(event),
-          reason,
-          parked_at: Date.now(),
-          attempts: 1,
-        })
-        .execute();
-      stats.parked += 1;
-      this.context.logger.warn({ sync: this.sync, table: event.table, peerRecord: event.id, reason }, 'change parked: the database refused it');
       return reason;
     }
   }
@@ -288,7 +298,7 @@ export class BatchApplier {
   }
 
   /** A value that arrived → what to write; undefined for a user reference that matches nobody here. */
-  private async localValue(db: AnyKysely, table: MappedTable, field: MappedField, wire: WireValue, peerRecord: string): Promise<unknown> {
+  async localValue(db: AnyKysely, table: MappedTable, field: MappedField, wire: WireValue, peerRecord: string): Promise<unknown> {
     if (field.type === 'user' && this.context.users !== undefined) {
       const id = await this.context.users.fromWire(db, wire, this.mapping.sync.users);
       if (id === undefined) {

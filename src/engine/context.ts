@@ -1,5 +1,6 @@
 import type { InstanceConfig } from '../config/types.js';
 import type { Database } from '../db/database.js';
+import { UsageError } from '../errors.js';
 import type { DatabaseSchema } from '../db/schema-types.js';
 import type { Logger } from '../log.js';
 import { SyncMapping } from '../mapping/sync-mapping.js';
@@ -28,6 +29,8 @@ export function createEngineContext(config: InstanceConfig, database: Database, 
 
 export function mappingFor(context: EngineContext, sync: string): SyncMapping {
   const mapping = context.mappings.find((m) => m.name === sync);
-  if (mapping === undefined) throw new Error(`no sync named ${sync} in ${context.config.file}`);
+  if (mapping === undefined) {
+    throw new UsageError(`${context.config.file} has no sync named "${sync}" (its syncs: ${context.mappings.map((m) => m.name).join(', ')})`);
+  }
   return mapping;
 }
