@@ -292,9 +292,38 @@ export class BatchApplier {
       stats.updated += 1;
     }
     await writeVersions(db, table.name, taken);
+    await this.dropSuperseded(db, table, localId, [...(taken.get(localId)?.keys() ?? [])]);
     // The peer does not know our id yet: tell it.
     if (event.peerId === undefined) outbox.touch(this.sync, table.number, localId, Date.now());
     this.passOnFields(table, localId, taken, outbox, parents);
+  }
+
+  /**
+   * Our unsent changes of fields we just took from the peer are void: the
+   * next batch would read the peer's value and send it under our version.
+   */
+  private async dropSuperseded(db: AnyKysely, table: MappedTable, localId: string, columns: readonly string[]): Promise<void> {
+    if (columns.length === 0) return;
+    const where = { sync_name: this.sync, table_number: table.number, record_id: localId };
+    const row = (await db
+      .selectFrom(stateTables.outbox)
+      .select('fields')
+      .where('sync_name', '=', where.sync_name)
+      .where('table_number', '=', where.table_number)
+      .where('record_id', '=', where.record_id)
+      .executeTakeFirst()) as { fields: string } | undefined;
+    if (row === undefined) return;
+    const pending = JSON.parse(row.fields) as Record<string, unknown>;
+    const numbers = columns.map((column) => table.fieldsByColumn.get(column)?.number).filter((n) => n !== undefined && String(n) in pending);
+    if (numbers.length === 0) return;
+    for (const number of numbers) delete pending[String(number)];
+    await db
+      .updateTable(stateTables.outbox)
+      .set({ fields: JSON.stringify(pending) })
+      .where('sync_name', '=', where.sync_name)
+      .where('table_number', '=', where.table_number)
+      .where('record_id', '=', where.record_id)
+      .execute();
   }
 
   /** A value that arrived → what to write; undefined for a user reference that matches nobody here. */

@@ -129,12 +129,20 @@ syncs:
     expect(result.stderr).toBe(`tablesync: the sqlite database file ${join(dir, 'none.sqlite')} does not exist or cannot be opened; check database.file\n`);
   });
 
-  it('runs the demo: two SQLite instances capturing their changes', async () => {
+  it('runs the demo: two SQLite instances converging, with a conflict and a delete', async () => {
     const result = await runCli(['demo']);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    expect(result.stdout).toContain('journal: insert #1 (name,email,phone,status); insert #2 (name,email,phone,status); update #1 (email); delete #2');
-    expect(result.stdout).toContain('journal: insert #1 (full_name,mail,telephone,state); update #1 (telephone)');
+    const steps = result.stdout.split('\n== ');
+    const last = steps.at(-1) ?? '';
+    // After the last step: the same names and e-mails on both sides; the deleted client is marked deleted at the branch.
+    expect(last).toMatch(/2 +Alan Mathison Turing +alan@example\.com +555-0999 +0/);
+    expect(last).toMatch(/3 +Grace Hopper +grace@example\.com +555-0200 +0/);
+    expect(last).toMatch(/2 +Ada Lovelace +ada@lovelace\.example +deleted/);
+    expect(last).toMatch(/3 +Alan Mathison Turing +alan@example\.com +active/);
+    expect(result.stdout).toContain('head-office saw a conflict: ours "Alan M. Turing", theirs "Alan Mathison Turing", decided by newest-wins: theirs');
+    // The head office's phone change stays there: phone travels from the branch only.
+    expect(result.stdout).not.toMatch(/3 +Alan Turing +alan@example\.com +555-0999 +active/);
   });
 });
 

@@ -1,0 +1,45 @@
+/**
+ * How batches travel between the two sides of one sync. The engine speaks
+ * only this contract; each folder under src/transports/ implements it over
+ * one medium and is the only code that imports that medium's library.
+ *
+ * Leaves out: what a batch means. A transport moves named byte strings and
+ * never parses them.
+ */
+
+/** A batch on its way out: a name unique per sender and sequence, and its bytes. */
+export interface OutgoingBatch {
+  /** Safe as a file name: letters, digits, `.`, `-`, `_`. Sorting names sorts batches in sending order. */
+  readonly name: string;
+  readonly body: Buffer;
+}
+
+/** A batch that arrived and waits to be applied. */
+export interface IncomingBatch {
+  readonly name: string;
+  readonly body: Buffer;
+  /** Removes it for good; the engine calls this only after the batch's effect is committed. */
+  done(): Promise<void>;
+  /** Moves it aside for inspection, with the reason beside it; it is not offered again. */
+  reject(reason: string): Promise<void>;
+}
+
+export interface Transport {
+  /** Hands a batch over durably (written in full under its final name) or throws. Sending the same name again replaces it. */
+  send(batch: OutgoingBatch): Promise<void>;
+
+  /** Whether a batch we sent is still waiting, unread, on the other side (so resending it is pointless). */
+  isWaiting(name: string): Promise<boolean>;
+
+  /** The batches waiting for us now, sorted by name. Never a half-written one. */
+  receive(): Promise<IncomingBatch[]>;
+
+  /**
+   * Calls `listener` soon after new batches may have arrived, and once when watching has started (batches may
+   * have arrived before). The engine still polls, so this only lowers latency.
+   */
+  onArrival(listener: () => void): void;
+
+  /** Stops watching and releases connections; safe to call twice. */
+  close(): Promise<void>;
+}
