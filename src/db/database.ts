@@ -53,7 +53,7 @@ export class Database {
   async #transaction<T>(applier: boolean, work: (connection: AnyKysely) => Promise<T>): Promise<T> {
     this.#assertOpen();
     return this.kysely.connection().execute(async (connection) => {
-      await sql.raw(this.adapter.beginWriteSql).execute(connection);
+      for (const statement of this.adapter.beginWrite) await sql.raw(statement).execute(connection);
       try {
         if (applier) await this.adapter.markApplier(connection);
         const result = await work(connection);

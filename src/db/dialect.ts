@@ -77,8 +77,12 @@ export interface DialectAdapter {
   /** Creates whatever the dialect needs to tell applier writes from the application's. */
   installApplierMarker(db: AnyKysely): Promise<void>;
 
-  /** Statement that begins a transaction that will write (SQLite takes the write lock at once). */
-  readonly beginWriteSql: string;
+  /**
+   * Statements that begin a transaction that will write. MySQL runs it READ
+   * COMMITTED, so locking reads take no gap locks that would make the
+   * application's inserts wait; SQLite takes the write lock at once.
+   */
+  readonly beginWrite: readonly string[];
 
   /** Within the transaction: from here on, capture triggers ignore this connection's writes. */
   markApplier(connection: AnyKysely): Promise<void>;

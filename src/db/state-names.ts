@@ -11,6 +11,7 @@ export const stateTables = {
   outbox: 'tablesync_outbox',
   batchesOut: 'tablesync_batches_out',
   parked: 'tablesync_parked',
+  origins: 'tablesync_origins',
   /** SQLite only: a row here, inside the applier's transaction, tells the triggers to stand aside. */
   applier: 'tablesync_applier',
 } as const;

@@ -97,7 +97,7 @@ const migrations: readonly Migration[] = [
   },
   {
     version: 2,
-    description: 'outbox, batches sent, parked changes',
+    description: 'outbox, batches sent, parked changes, record origins',
     async up(db, adapter) {
       // Per sync, the records to mention in the next batch and the fields that changed, with their
       // versions. One row per record however often it changes: state stays small.
@@ -136,6 +136,18 @@ const migrations: readonly Migration[] = [
         .addColumn('reason', 'text', (c) => c.notNull())
         .addColumn('parked_at', 'bigint', (c) => c.notNull())
         .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(1))
+        .execute();
+
+      // Where records created here on a peer's behalf were born (`<instance>/<id>`), so that a record
+      // reaching us by a second path is linked, not created again. Records born here have no row.
+      await db.schema
+        .createTable(stateTables.origins)
+        .ifNotExists()
+        .addColumn('table_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('record_id', 'varchar(191)', (c) => c.notNull())
+        .addColumn('origin', 'varchar(255)', (c) => c.notNull())
+        .addPrimaryKeyConstraint('tablesync_origins_pk', ['table_name', 'record_id'])
+        .addUniqueConstraint('tablesync_origins_origin', ['table_name', 'origin'])
         .execute();
 
       // The version clock's row exists from the start, so that concurrent writers lock it rather than race to create it.

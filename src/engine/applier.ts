@@ -10,7 +10,7 @@ import type { EngineContext } from './context.js';
 import { readCursor, readSeq, writeCursor } from './cursors.js';
 import { readVersions, versionOf, writeVersions, type RecordVersions } from './field-versions.js';
 import { absorbJournal, journalPassSize } from './journal-reader.js';
-import { localIdFor, writeLink } from './links.js';
+import { localIdFor, recordByOrigin, writeLink, writeOrigin } from './links.js';
 import { OutboxWriter } from './outbox.js';
 import { checkWire, fromWire, toWire } from './values.js';
 import { VersionClock } from './versions.js';
@@ -178,25 +178,35 @@ export class BatchApplier {
     if (table === undefined) return;
     const localId = await this.resolveLocal(db, table, event);
     if (event.op === 'delete') return this.applyDelete(db, table, localId, stats, outbox);
-    if (localId === undefined) return this.create(db, table, event, stats, outbox);
-    return this.update(db, table, event, localId, stats, outbox);
+    if (localId !== undefined) return this.update(db, table, event, localId, stats, outbox);
+    // Reached us by another path already (a ring): link it, then treat this as an update.
+    const known = event.origin === undefined ? undefined : await recordByOrigin(db, table.name, event.origin, this.context.config.instance);
+    if (known !== undefined && (await this.unlinked(db, table, known))) {
+      await writeLink(db, this.sync, table.number, known, event.id);
+      return this.update(db, table, event, known, stats, outbox);
+    }
+    return this.create(db, table, event, stats, outbox);
+  }
+
+  /** Whether a record of ours exists and has no link in this sync yet. */
+  private async unlinked(db: AnyKysely, table: MappedTable, localId: string): Promise<boolean> {
+    const exists = await db.selectFrom(table.name).select(table.key).where(table.key, '=', localId).executeTakeFirst();
+    if (exists === undefined) return false;
+    const link = await db
+      .selectFrom(stateTables.links)
+      .select('peer_id')
+      .where('sync_name', '=', this.sync)
+      .where('table_number', '=', table.number)
+      .where('local_id', '=', localId)
+      .executeTakeFirst();
+    return link === undefined;
   }
 
   /** Our record for the peer's: by link, else by the id the peer says we gave it. */
   private async resolveLocal(db: AnyKysely, table: MappedTable, event: BatchEvent): Promise<string | undefined> {
     const linked = await localIdFor(db, this.sync, table.number, event.id);
     if (linked !== undefined) return linked;
-    if (event.peerId === undefined) return undefined;
-    const exists = await db.selectFrom(table.name).select(table.key).where(table.key, '=', event.peerId).executeTakeFirst();
-    if (exists === undefined) return undefined;
-    const taken = await db
-      .selectFrom(stateTables.links)
-      .select('peer_id')
-      .where('sync_name', '=', this.sync)
-      .where('table_number', '=', table.number)
-      .where('local_id', '=', event.peerId)
-      .executeTakeFirst();
-    if (taken !== undefined) return undefined;
+    if (event.peerId === undefined || !(await this.unlinked(db, table, event.peerId))) return undefined;
     await writeLink(db, this.sync, table.number, event.peerId, event.id);
     return event.peerId;
   }
@@ -228,6 +238,9 @@ export class BatchApplier {
     const localId = result.insertId === undefined || result.insertId === 0n ? undefined : String(result.insertId);
     if (localId === undefined) throw new Error(`${table.name} did not number the new record; its key ${table.key} must be numbered by the database`);
     await writeLink(db, this.sync, table.number, localId, event.id);
+    // Peers always send the origin with a full record; a batch without one names the peer as the birthplace.
+    const origin = event.origin ?? `${(await readCursor(db, this.sync, 'peer')) ?? 'peer'}/${event.id}`;
+    await writeOrigin(db, table.name, localId, origin);
     const versions: RecordVersions = new Map([[localId, new Map()]]);
     for (const [number, change] of Object.entries(event.fields)) {
       const field = table.fieldsByNumber.get(Number(number));

@@ -4,7 +4,7 @@ import type { MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
 import { protocolVersion, type Batch, type BatchEvent, type WireValue } from '../protocol/batch.js';
 import type { EngineContext } from './context.js';
 import { readSeq, writeCursor } from './cursors.js';
-import { readLinks } from './links.js';
+import { readLinks, readOrigins } from './links.js';
 import { chunks, type PendingField } from './outbox.js';
 import { toWire } from './values.js';
 
@@ -89,18 +89,20 @@ async function tableEvents(context: EngineContext, db: AnyKysely, mapping: SyncM
     for (const record of found) records.set(String(record[table.key]), record);
   }
   const links = await readLinks(db, mapping.name, table.number, ids);
+  const origins = await readOrigins(db, table.name, ids.filter((id) => !links.has(id)), context.config.instance);
 
   const events: BatchEvent[] = [];
   for (const row of rows) {
     const record = records.get(row.record_id);
     const peerId = links.get(row.record_id);
     const common = { table: table.number, id: row.record_id, ...(peerId === undefined ? {} : { peerId }) };
-    const isDeleted = row.deleted === 1 || record === undefined || (status !== undefined && String(record[status.column]) === String(status.deleted));
-    if (isDeleted) {
+    const gone = row.deleted === 1 || record === undefined;
+    if (gone) {
       // Deletes travel only with a status column; without one, a record that is gone is simply not mentioned.
       if (status !== undefined) events.push({ op: 'delete', ...common });
       continue;
     }
+    const softDeleted = status !== undefined && String(record[status.column]) === String(status.deleted);
     const pending = JSON.parse(row.fields) as Record<string, PendingField>;
     const fields: Record<string, { value: WireValue; version: string; parent: string }> = {};
     for (const [number, change] of Object.entries(pending)) {
@@ -109,15 +111,17 @@ async function tableEvents(context: EngineContext, db: AnyKysely, mapping: SyncM
       fields[number] = { value: await wireValue(context, db, mapping, field.type, record[field.column]), ...change };
     }
     if (peerId !== undefined) {
-      events.push({ op: 'upsert', ...common, fields });
-      continue;
+      if (!softDeleted || Object.keys(fields).length > 0) events.push({ op: 'upsert', ...common, fields });
+    } else {
+      // The peer does not know this record yet (or has not told us its id): send everything it needs to create it.
+      const full: Record<string, WireValue> = {};
+      for (const field of table.fields.filter((f) => f.sends)) {
+        full[field.number] = await wireValue(context, db, mapping, field.type, record[field.column]);
+      }
+      events.push({ op: 'upsert', ...common, fields, record: full, origin: origins.get(row.record_id) ?? `${context.config.instance}/${row.record_id}` });
     }
-    // The peer does not know this record yet (or has not told us its id): send everything it needs to create it.
-    const full: Record<string, WireValue> = {};
-    for (const field of table.fields.filter((f) => f.sends)) {
-      full[field.number] = await wireValue(context, db, mapping, field.type, record[field.column]);
-    }
-    events.push({ op: 'upsert', ...common, fields, record: full });
+    // A soft-deleted record still has its fields: they travel too, so both sides agree on them.
+    if (softDeleted) events.push({ op: 'delete', ...common });
   }
   return events;
 }

@@ -40,3 +40,34 @@ export async function writeLink(db: AnyKysely, sync: string, tableNumber: number
     .values({ sync_name: sync, table_number: tableNumber, local_id: localId, peer_id: peerId, linked_at: Date.now() })
     .execute();
 }
+
+/** Where our records were born: `<instance>/<id>`; a record born here is `<our instance>/<its id>`. */
+export async function readOrigins(db: AnyKysely, table: string, localIds: readonly string[], instance: string): Promise<Map<string, string>> {
+  const out = new Map(localIds.map((id) => [id, `${instance}/${id}`]));
+  for (const chunk of chunks([...new Set(localIds)], 500)) {
+    const rows = (await db
+      .selectFrom(stateTables.origins)
+      .select(['record_id', 'origin'])
+      .where('table_name', '=', table)
+      .where('record_id', 'in', chunk)
+      .execute()) as { record_id: string; origin: string }[];
+    for (const row of rows) out.set(row.record_id, row.origin);
+  }
+  return out;
+}
+
+/** Our record born at `origin`, if we have it: one born here, or one created here on a peer's behalf. */
+export async function recordByOrigin(db: AnyKysely, table: string, origin: string, instance: string): Promise<string | undefined> {
+  if (origin.startsWith(`${instance}/`)) return origin.slice(instance.length + 1);
+  const row = (await db
+    .selectFrom(stateTables.origins)
+    .select('record_id')
+    .where('table_name', '=', table)
+    .where('origin', '=', origin)
+    .executeTakeFirst()) as { record_id: string } | undefined;
+  return row?.record_id;
+}
+
+export async function writeOrigin(db: AnyKysely, table: string, localId: string, origin: string): Promise<void> {
+  await db.insertInto(stateTables.origins).values({ table_name: table, record_id: localId, origin }).execute();
+}

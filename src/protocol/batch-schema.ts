@@ -55,6 +55,7 @@ const upsertEvent = {
       propertyNames: { pattern: fieldNumberKey },
       additionalProperties: wireValue,
     },
+    origin: { type: 'string', maxLength: 255, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}/.{1,191}$' },
   },
 } as const;
 

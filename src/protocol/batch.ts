@@ -39,6 +39,12 @@ export interface UpsertEvent {
    * overwrites anything on the receiver.
    */
   readonly record?: Readonly<Record<string, WireValue>>;
+  /**
+   * Where the record was born: `<instance>/<its id there>`, sent with
+   * `record`. A record that reaches an instance by two paths (in a ring) is
+   * created once and linked the second time.
+   */
+  readonly origin?: string;
 }
 
 export interface DeleteEvent {

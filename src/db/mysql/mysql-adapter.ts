@@ -21,7 +21,7 @@ export const mysqlAdapter: DialectAdapter = {
     if (errno === undefined || !dataErrors.has(errno)) return undefined;
     return `${sqlMessage ?? code ?? 'the database refused the value'} (${code ?? errno})`;
   },
-  beginWriteSql: 'START TRANSACTION',
+  beginWrite: ['SET TRANSACTION ISOLATION LEVEL READ COMMITTED', 'START TRANSACTION'],
   markerSurvivesRollback: true,
   transactionalDdl: false,
 

@@ -24,7 +24,7 @@ export const sqliteAdapter: DialectAdapter = {
   },
   // IMMEDIATE takes the write lock at once: a deferred transaction that later
   // wants to write can fail with SQLITE_BUSY without waiting.
-  beginWriteSql: 'BEGIN IMMEDIATE',
+  beginWrite: ['BEGIN IMMEDIATE'],
   markerSurvivesRollback: false,
   transactionalDdl: true,
 
