@@ -1,10 +1,13 @@
 import { relative } from 'node:path';
 import { checkAgainstDatabase } from '../config/check-database.js';
-import type { InstanceConfig } from '../config/types.js';
+import type { InstanceConfig, SyncConfig } from '../config/types.js';
 import { captureSpecs, inspectCapture } from '../db/capture.js';
 import { Database } from '../db/database.js';
 import { installedVersion, stateSchemaVersion } from '../db/state-tables.js';
 import { TablesyncError } from '../errors.js';
+import { compareSides, decodeDescription, describeSide } from '../protocol/description.js';
+import { createTransport } from '../transports/create-transport.js';
+import type { Transport } from '../transports/transport.js';
 import { formatTable } from './table.js';
 
 type Status = 'ok' | 'warn' | 'error';
@@ -59,7 +62,40 @@ async function checkInstance(config: InstanceConfig): Promise<Finding[]> {
   } finally {
     await database.close();
   }
+  for (const sync of config.syncs) findings.push(...(await peerFindings(config, sync)));
   return findings;
+}
+
+/** Reaches the peer (or the place it publishes to) and compares the two sides' numbers and directions. */
+async function peerFindings(config: InstanceConfig, sync: SyncConfig): Promise<Finding[]> {
+  const subject = `peer of ${sync.name}`;
+  let transport: Transport;
+  try {
+    transport = createTransport(sync.transport, {});
+  } catch (err) {
+    if (!(err instanceof TablesyncError)) throw err;
+    return [['error', subject, err.message]];
+  }
+  try {
+    if (!transport.reachesPeer) return [['ok', subject, 'the active side calls us; run tablesync check there to compare both sides']];
+    let body: Buffer | undefined;
+    try {
+      body = await transport.readPeerDescription();
+    } catch (err) {
+      if (!(err instanceof TablesyncError)) throw err;
+      return [['error', subject, `cannot reach it: ${err.message}`]];
+    }
+    if (body === undefined) return [['warn', subject, 'reachable, but it has not described itself yet: start its daemon (tablesync run), then check again']];
+    const theirs = decodeDescription(body);
+    if (theirs === undefined) return [['warn', subject, 'reachable, but its description is not one this version understands: are both sides on the same tablesync?']];
+    const ours = describeSide(config, sync);
+    return [
+      ['ok', subject, `reachable: instance ${theirs.instance}, ${theirs.mode}`],
+      ...compareSides(ours, theirs).map((f): Finding => [f.status, `${sync.name}: ${f.subject}`, f.detail]),
+    ];
+  } finally {
+    await transport.close();
+  }
 }
 
 async function captureFinding(config: InstanceConfig, database: Database): Promise<Finding> {

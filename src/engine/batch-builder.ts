@@ -29,7 +29,13 @@ export const maxEventsPerBuiltBatch = 1000;
  * caller's transaction. The stored body is what every resend sends, byte
  * for byte. Returns undefined when there is nothing to send.
  */
-export async function buildBatch(context: EngineContext, db: AnyKysely, mapping: SyncMapping, limit = maxEventsPerBuiltBatch): Promise<BuiltBatch | undefined> {
+export async function buildBatch(
+  context: EngineContext,
+  db: AnyKysely,
+  mapping: SyncMapping,
+  maxBytes: number,
+  limit = maxEventsPerBuiltBatch,
+): Promise<BuiltBatch | undefined> {
   let query = db
     .selectFrom(stateTables.outbox)
     .select(['table_number', 'record_id', 'fields', 'deleted'])
@@ -40,14 +46,30 @@ export async function buildBatch(context: EngineContext, db: AnyKysely, mapping:
   const entries = (await query.execute()) as OutboxRow[];
   if (entries.length === 0) return undefined;
 
-  const events: BatchEvent[] = [];
+  // Events in outbox order, each with the entry it came from, so only the entries that fit are taken.
+  const built: { entry: OutboxRow; events: BatchEvent[] }[] = [];
   const byTable = new Map<number, OutboxRow[]>();
   for (const entry of entries) byTable.set(entry.table_number, [...(byTable.get(entry.table_number) ?? []), entry]);
   for (const [tableNumber, rows] of byTable) {
     const table = mapping.tablesByNumber.get(tableNumber);
-    // A table no longer configured: its entries are dropped below with the rest.
-    if (table !== undefined) events.push(...(await tableEvents(context, db, mapping, table, rows)));
+    // A table no longer configured: its entries are taken with no event, and so dropped.
+    if (table === undefined) built.push(...rows.map((entry) => ({ entry, events: [] })));
+    else built.push(...(await tableEvents(context, db, mapping, table, rows)));
   }
+
+  // A batch must fit the transport: stop before the entry that would overflow it (the first one always goes).
+  const envelopeBytes = 512;
+  let bytes = envelopeBytes;
+  const taken: typeof built = [];
+  for (const item of built) {
+    const size = item.events.reduce((n, event) => n + Buffer.byteLength(JSON.stringify(event)) + 1, 0);
+    if (taken.length > 0 && bytes + size > maxBytes) break;
+    bytes += size;
+    taken.push(item);
+  }
+  const events = taken.flatMap((item) => item.events);
+  const takenByTable = new Map<number, OutboxRow[]>();
+  for (const { entry } of taken) takenByTable.set(entry.table_number, [...(takenByTable.get(entry.table_number) ?? []), entry]);
 
   const seq = (await readSeq(db, mapping.name, 'out')) + 1;
   const batch: Batch = {
@@ -62,7 +84,7 @@ export async function buildBatch(context: EngineContext, db: AnyKysely, mapping:
   const body = JSON.stringify(batch);
   await db.insertInto(stateTables.batchesOut).values({ sync_name: mapping.name, seq, body, events: events.length, created_at: Date.now() }).execute();
   await writeCursor(db, mapping.name, 'out', seq);
-  for (const [tableNumber, rows] of byTable) {
+  for (const [tableNumber, rows] of takenByTable) {
     for (const chunk of chunks(rows, 500)) {
       await db
         .deleteFrom(stateTables.outbox)
@@ -79,7 +101,13 @@ export async function buildBatch(context: EngineContext, db: AnyKysely, mapping:
   return { batch, body };
 }
 
-async function tableEvents(context: EngineContext, db: AnyKysely, mapping: SyncMapping, table: MappedTable, rows: OutboxRow[]): Promise<BatchEvent[]> {
+async function tableEvents(
+  context: EngineContext,
+  db: AnyKysely,
+  mapping: SyncMapping,
+  table: MappedTable,
+  rows: OutboxRow[],
+): Promise<{ entry: OutboxRow; events: BatchEvent[] }[]> {
   const ids = rows.map((r) => r.record_id);
   const status = table.config.status;
   const columns = [table.key, ...table.fields.filter((f) => f.sends).map((f) => f.column), ...(status === undefined ? [] : [status.column])];
@@ -91,8 +119,10 @@ async function tableEvents(context: EngineContext, db: AnyKysely, mapping: SyncM
   const links = await readLinks(db, mapping.name, table.number, ids);
   const origins = await readOrigins(db, table.name, ids.filter((id) => !links.has(id)), context.config.instance);
 
-  const events: BatchEvent[] = [];
+  const out: { entry: OutboxRow; events: BatchEvent[] }[] = [];
   for (const row of rows) {
+    const events: BatchEvent[] = [];
+    out.push({ entry: row, events });
     const record = records.get(row.record_id);
     const peerId = links.get(row.record_id);
     const common = { table: table.number, id: row.record_id, ...(peerId === undefined ? {} : { peerId }) };
@@ -123,7 +153,7 @@ async function tableEvents(context: EngineContext, db: AnyKysely, mapping: SyncM
     // A soft-deleted record still has its fields: they travel too, so both sides agree on them.
     if (softDeleted) events.push({ op: 'delete', ...common });
   }
-  return events;
+  return out;
 }
 
 async function wireValue(context: EngineContext, db: AnyKysely, mapping: SyncMapping, type: 'value' | 'user', value: unknown): Promise<WireValue> {

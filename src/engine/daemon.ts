@@ -1,6 +1,7 @@
 import type { InstanceConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { createTransport } from '../transports/create-transport.js';
+import { describeSide } from '../protocol/description.js';
+import { openTransports, type InstanceTransports } from '../transports/create-transport.js';
 import { createEngineContext } from './context.js';
 import { Instance } from './instance.js';
 import { Mutex } from './mutex.js';
@@ -20,6 +21,7 @@ export class Daemon {
   #instances: Instance[] = [];
   #schedulers: ExchangeScheduler[] = [];
   #sessions: SyncSession[] = [];
+  #transports: InstanceTransports[] = [];
   #closing: Promise<void> | undefined;
   #resolveClosed!: () => void;
   /** Resolves once the daemon has stopped, by close() or destroy(). */
@@ -57,9 +59,12 @@ export class Daemon {
         );
         const context = createEngineContext(config, instance.database, instance.schema, log);
         const lock = new Mutex();
+        const transports = await openTransports(config, { logger: log });
+        this.#transports.push(transports);
         for (const mapping of context.mappings) {
           const syncLog = log.child({ sync: mapping.name });
-          const transport = createTransport(mapping.sync.transport, { logger: syncLog });
+          const transport = transports.forSync(mapping.name);
+          await transport.publishDescription(Buffer.from(JSON.stringify(describeSide(config, mapping.sync))));
           const session = new SyncSession(context, mapping, transport, lock, syncLog);
           this.#sessions.push(session);
           this.#schedulers.push(new ExchangeScheduler(session, mapping.sync, syncLog));
@@ -92,7 +97,7 @@ export class Daemon {
     const stopping = Promise.allSettled(this.#schedulers.map((scheduler) => scheduler.stop()));
     // Draining waits for the exchange in hand; aborting does not (its transaction rolls back with the connection).
     if (how === 'stopping') await stopping;
-    await Promise.allSettled(this.#sessions.map((session) => session.transport.close()));
+    await Promise.allSettled(this.#transports.map((transports) => transports.close()));
     await Promise.allSettled(this.#instances.map((instance) => instance.close()));
     this.#state = 'closed';
     this.#resolveClosed();

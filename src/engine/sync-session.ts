@@ -113,7 +113,7 @@ export class SyncSession {
         const clock = await VersionClock.load(db, this.context.config.instance, database.adapter.lockingReads);
         while ((await absorbJournal(this.context, db, clock)) === journalPassSize);
         await clock.save(db);
-        return buildBatch(this.context, db, this.mapping);
+        return buildBatch(this.context, db, this.mapping, this.transport.maxBatchBytes);
       });
       if (built === undefined) return;
       await this.#send(built.batch.seq, built.body);

@@ -25,6 +25,15 @@ export interface IncomingBatch {
 }
 
 export interface Transport {
+  /**
+   * The largest batch body this transport carries. The engine splits its
+   * batches to fit; a single change larger than this cannot travel here.
+   */
+  readonly maxBatchBytes: number;
+
+  /** Whether this side can contact the peer by itself (a passive http side cannot: it only answers). */
+  readonly reachesPeer: boolean;
+
   /** Hands a batch over durably (written in full under its final name) or throws. Sending the same name again replaces it. */
   send(batch: OutgoingBatch): Promise<void>;
 
@@ -39,6 +48,19 @@ export interface Transport {
    * have arrived before). The engine still polls, so this only lowers latency.
    */
   onArrival(listener: () => void): void;
+
+  /**
+   * Leaves a description of this side (its table and field numbers, directions; see
+   * src/protocol/description.ts) where the peer's `tablesync check` can read it. Replaces an earlier one.
+   */
+  publishDescription(body: Buffer): Promise<void>;
+
+  /**
+   * The peer's published description, or undefined if it has published none yet. Throws (a
+   * TablesyncError saying why) when the peer, or the place it publishes to, cannot be reached:
+   * this is how `check` tells whether the peer is reachable.
+   */
+  readPeerDescription(): Promise<Buffer | undefined>;
 
   /** Stops watching and releases connections; safe to call twice. */
   close(): Promise<void>;

@@ -9,6 +9,13 @@
  */
 export interface FolderPolicy {
   /**
+   * Default 64 MiB. The largest batch file written: files are read whole
+   * into memory, so a bound keeps a backlog of batches affordable. The
+   * engine splits its batches to fit.
+   */
+  readonly maxBatchBytes: number;
+
+  /**
    * Default 1000. Milliseconds between two listings of the download folder
    * while `onArrival` is in use. File-system events are lost on some network
    * mounts (NFS, SMB) and when the folder is replaced under the watcher; the
@@ -65,6 +72,7 @@ export interface FolderPolicy {
 }
 
 export const folderPolicy: FolderPolicy = Object.freeze({
+  maxBatchBytes: 64 * 1024 * 1024,
   scanIntervalMs: 1000,
   arrivalDelayMs: 20,
   staleTempMs: 60 * 60 * 1000,

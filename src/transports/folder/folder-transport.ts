@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants, type BigIntStats } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { FolderTransportConfig } from '../../config/types.js';
@@ -42,6 +42,9 @@ function isBatchFileName(name: string): boolean {
 /** Our own temporary names (see `send`), so that the clean-up at start never touches anyone else's dotfiles. */
 const tempNamePattern = /^\..+\.\d+\.\d+\.[0-9a-f]{8}\.tmp$/;
 
+/** Where each side leaves its description for the peer's `tablesync check`: a dotfile, so never taken for a batch. */
+const descriptionFileName = '.tablesync-description.json';
+
 const silentLogger: FolderTransportLogger = { warn: () => {} };
 
 /** Sends so far in this process: with the pid, it keeps temporary names unique per process and call. */
@@ -60,6 +63,8 @@ let sendCount = 0;
  * or replaced by someone else and is skipped without a word.
  */
 export class FolderTransport implements Transport {
+  readonly maxBatchBytes = folderPolicy.maxBatchBytes;
+  readonly reachesPeer = true;
   readonly #upload: string;
   readonly #download: string;
   readonly #scanIntervalMs: number;
@@ -94,18 +99,36 @@ export class FolderTransport implements Transport {
     this.#assertOpen('send a batch');
     this.#assertBatchName(batch.name);
     await this.#ensureFolders();
+    await this.#writeAtomically(batch.name, batch.body, `write batch ${batch.name} into the upload folder`);
+  }
 
-    const final = join(this.#upload, batch.name);
+  async publishDescription(body: Buffer): Promise<void> {
+    this.#assertOpen('publish the description');
+    await this.#ensureFolders();
+    await this.#writeAtomically(descriptionFileName, body, 'write this side\'s description into the upload folder');
+  }
+
+  async readPeerDescription(): Promise<Buffer | undefined> {
+    this.#assertOpen('read the peer\'s description');
+    await this.#ensureFolders();
+    try {
+      return await readFile(join(this.#download, descriptionFileName));
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return undefined;
+      throw this.#fail(err, 'read the peer\'s description from the download folder', this.#download, 'download');
+    }
+  }
+
+  /** Writes a complete, fsynced temporary file, then renames it into place: a reader never sees half of it. */
+  async #writeAtomically(name: string, body: Buffer, doing: string): Promise<void> {
+    const final = join(this.#upload, name);
     sendCount += 1;
-    // The batch name is shortened so that a long name cannot push the temporary one past the file system's limit.
-    const temp = join(
-      this.#upload,
-      `.${batch.name.slice(0, 100)}.${process.pid}.${sendCount}.${randomBytes(4).toString('hex')}.tmp`,
-    );
+    // The name is shortened so that a long name cannot push the temporary one past the file system's limit.
+    const temp = join(this.#upload, `.${name.replace(/^\./, '').slice(0, 100)}.${process.pid}.${sendCount}.${randomBytes(4).toString('hex')}.tmp`);
     let handle: FileHandle | undefined;
     try {
       handle = await open(temp, 'wx');
-      await handle.writeFile(batch.body);
+      await handle.writeFile(body);
       await handle.sync();
       await handle.close();
       handle = undefined;
@@ -113,7 +136,7 @@ export class FolderTransport implements Transport {
     } catch (err) {
       await handle?.close().catch(() => {});
       await rm(temp, { force: true }).catch(() => {});
-      throw this.#fail(err, `write batch ${batch.name} into the upload folder`, this.#upload);
+      throw this.#fail(err, doing, this.#upload);
     }
     await this.#syncFolder(this.#upload);
   }
