@@ -9,11 +9,16 @@ function databaseIdentity(config: InstanceConfig): string {
   return `${url.protocol}//${url.hostname}:${url.port || '3306'}${url.pathname}`;
 }
 
-/** `-c FILE`, repeatable: several instances may share one process. */
-export function withConfigOption(command: Command): Command {
+/**
+ * `-c FILE`, repeatable: several instances may share one process. Commands
+ * that work on one instance (`single`) collect it the same way and refuse
+ * more than one when they run (see open-instance.ts), with a clearer
+ * sentence than commander's.
+ */
+export function withConfigOption(command: Command, options: { single?: boolean } = {}): Command {
   return command.requiredOption(
     '-c, --config <file>',
-    'instance configuration file (repeat for several instances in one process)',
+    options.single === true ? 'instance configuration file' : 'instance configuration file (repeat for several instances in one process)',
     (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
   );
 }

@@ -2,16 +2,36 @@
 import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { TablesyncError } from '../errors.js';
+import { keepSide, positiveInteger, recordId, type RecordTarget } from './arguments.js';
 import { checkCommand } from './check.js';
 import { loadConfigs, withConfigOption } from './config-option.js';
+import { conflictsListCommand, conflictsResolveCommand } from './conflicts.js';
 import { demoCommand } from './demo.js';
+import { errorsListCommand, errorsRetryCommand } from './errors.js';
+import { linkCommand } from './link.js';
+import { singleConfig } from './open-instance.js';
+import { pushRecordCommand } from './push-record.js';
 import { runCommand } from './run.js';
 import { setupCommand } from './setup.js';
+import { statusCommand } from './status.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 interface ConfigOptions {
   config: string[];
+}
+
+/** `--sync S --table N --id ID`, all required: one record of one synced table. */
+function withRecordOptions(command: Command): Command {
+  return command
+    .requiredOption('--sync <name>', 'the sync, by its name in the file')
+    .requiredOption('--table <number>', "the table's number in the sync", positiveInteger('--table'))
+    .requiredOption('--id <id>', "our record's id (the table's key)", recordId('--id'));
+}
+
+/** The -c files of a subcommand's parent (`tablesync conflicts -c FILE list`). */
+function configFiles(command: Command): string[] {
+  return (command.optsWithGlobals() as ConfigOptions).config;
 }
 
 function buildProgram(setExitCode: (code: number) => void): Command {
@@ -33,6 +53,56 @@ function buildProgram(setExitCode: (code: number) => void): Command {
   withConfigOption(program.command('run'))
     .description('the daemon: install capture, then run until SIGTERM or SIGINT')
     .action(async (options: ConfigOptions) => setExitCode(await runCommand(loadConfigs(options.config))));
+
+  withConfigOption(program.command('status'))
+    .description('per sync: role, transport, peer, changes waiting, last batch in and out, lag, open conflicts, parked changes')
+    .option('--json', 'print one JSON document instead of tables')
+    .action(async (options: ConfigOptions & { json?: boolean }) =>
+      setExitCode(await statusCommand(loadConfigs(options.config), process.stdout, { json: options.json === true })),
+    );
+
+  const conflicts = withConfigOption(program.command('conflicts'), { single: true }).description('the manual conflict queue: list, resolve');
+  conflicts
+    .command('list')
+    .description('list the open conflicts')
+    .option('--all', 'list resolved conflicts too')
+    .action(async (options: { all?: boolean }, command: Command) =>
+      setExitCode(await conflictsListCommand(singleConfig(configFiles(command), 'conflicts'), process.stdout, { all: options.all === true })),
+    );
+  conflicts
+    .command('resolve')
+    .description("end a conflict, keeping our value or taking the peer's; the peer hears of it at the next exchange")
+    .argument('<id>', 'the conflict, by the id that conflicts list shows', positiveInteger('the conflict id'))
+    .option('--keep <side>', 'ours or theirs (required)')
+    .action(async (id: number, options: { keep?: string }, command: Command) => {
+      const keep = keepSide(options.keep);
+      setExitCode(await conflictsResolveCommand(singleConfig(configFiles(command), 'conflicts'), process.stdout, id, keep));
+    });
+
+  const errors = withConfigOption(program.command('errors'), { single: true }).description("the peer's changes that could not be applied here (parked): list, retry");
+  errors
+    .command('list')
+    .description('list the parked changes with their reasons')
+    .action(async (_options: unknown, command: Command) => setExitCode(await errorsListCommand(singleConfig(configFiles(command), 'errors'), process.stdout)));
+  errors
+    .command('retry')
+    .description('apply parked changes again (all, or one); exits 1 if any is still parked')
+    .argument('[id]', 'only this parked change, by the id that errors list shows', positiveInteger('the parked change id'))
+    .action(async (id: number | undefined, _options: unknown, command: Command) =>
+      setExitCode(await errorsRetryCommand(singleConfig(configFiles(command), 'errors'), process.stdout, id)),
+    );
+
+  withRecordOptions(withConfigOption(program.command('link'), { single: true }))
+    .description("print the peer's record id linked to one of our records; exits 1 if there is no link yet")
+    .action(async (options: ConfigOptions & RecordTarget) =>
+      setExitCode(await linkCommand(singleConfig(options.config, 'link'), process.stdout, { sync: options.sync, table: options.table, id: options.id })),
+    );
+
+  withRecordOptions(withConfigOption(program.command('push-record'), { single: true }))
+    .description('queue one record to be sent in full at the next exchange')
+    .action(async (options: ConfigOptions & RecordTarget) =>
+      setExitCode(await pushRecordCommand(singleConfig(options.config, 'push-record'), process.stdout, { sync: options.sync, table: options.table, id: options.id })),
+    );
 
   program
     .command('demo')

@@ -85,7 +85,7 @@ const migrations: readonly Migration[] = [
         .addColumn('their_version', 'varchar(96)', (c) => c.notNull())
         .addColumn('detected_at', 'bigint', (c) => c.notNull())
         .addColumn('resolved_at', 'bigint')
-        .addColumn('resolution', 'varchar(16)')
+        .addColumn('resolution', 'varchar(64)')
         .execute();
       await db.schema
         .createIndex('tablesync_conflicts_open')

@@ -134,7 +134,8 @@ export interface RetryResult {
 
 /** Applies parked changes again (all, or one), each in its own transaction. */
 export async function retryParked(context: EngineContext, id?: number): Promise<RetryResult[]> {
-  const parked = (await listParked(context)).filter((row) => id === undefined || row.id === id);
+  // MySQL returns bigint ids as text.
+  const parked = (await listParked(context)).filter((row) => id === undefined || Number(row.id) === id);
   if (id !== undefined && parked.length === 0) throw new UsageError(`there is no parked change ${id}; tablesync errors list shows them`);
   const results: RetryResult[] = [];
   for (const row of parked) {
@@ -156,18 +157,20 @@ export async function pushRecord(context: EngineContext, sync: string, tableNumb
   const mapping = mappingFor(context, sync);
   const table = tableFor(mapping, tableNumber);
   await withCurrentVersions(context, async (db, clock, outbox) => {
-    const exists = await db.selectFrom(table.name).select(table.key).where(table.key, '=', id).executeTakeFirst();
+    const exists = (await db.selectFrom(table.name).select(table.key).where(table.key, '=', id).executeTakeFirst()) as Record<string, unknown> | undefined;
     if (exists === undefined) throw new UsageError(`table ${table.name} has no record with ${table.key} ${id}`);
-    const versions = await readVersions(db, table.name, [id]);
+    // The id as the database spells it (`01` finds record 1): journal, links and outbox use that spelling.
+    const recordId = String(exists[table.key]);
+    const versions = await readVersions(db, table.name, [recordId]);
     const now = Date.now();
     const fresh = new Map<string, string>();
-    outbox.touch(sync, table.number, id, now);
+    outbox.touch(sync, table.number, recordId, now);
     for (const field of table.fields.filter((f) => f.sends)) {
       const version = clock.next(now);
       fresh.set(field.column, version);
-      outbox.field(sync, table.number, id, field.number, { version, parent: versionOf(versions, id, field.column) }, now);
+      outbox.field(sync, table.number, recordId, field.number, { version, parent: versionOf(versions, recordId, field.column) }, now);
     }
-    await writeVersions(db, table.name, new Map([[id, fresh]]));
+    await writeVersions(db, table.name, new Map([[recordId, fresh]]));
   });
 }
 

@@ -1,0 +1,178 @@
+import { relative } from 'node:path';
+import type { InstanceConfig } from '../config/types.js';
+import type { AnyKysely } from '../db/dialect.js';
+import { stateTables } from '../db/state-names.js';
+import { readCursor } from '../engine/cursors.js';
+import { Instance } from '../engine/instance.js';
+import { SyncMapping } from '../mapping/sync-mapping.js';
+import { isoTime, secondsSince, type StoredTime } from './format.js';
+import { stateIsCurrent } from './open-instance.js';
+import { peerReachability, type PeerReachability } from './peer-reachability.js';
+import { formatTable } from './table.js';
+
+/** A moment shown both ways: when, and how long ago. */
+export interface Moment {
+  readonly at: string;
+  readonly secondsAgo: number;
+}
+
+/**
+ * One sync as `status --json` prints it. The field names are part of the
+ * command line contract (README, "tablesync status"). Fields read from
+ * tablesync's state are null while the instance is not set up.
+ */
+export interface SyncStatus {
+  readonly name: string;
+  readonly role: 'active' | 'passive';
+  readonly transport: 'http' | 'folder' | 'ftp';
+  /** The peer's instance name, learnt from its first batch; null until then. */
+  readonly peer: string | null;
+  readonly peerReachable: PeerReachability;
+  readonly waiting: {
+    readonly total: number;
+    /** Captured by the triggers, not yet read by tablesync (a record changed twice counts twice). */
+    readonly captured: number;
+    /** Records queued for this sync's next batch. */
+    readonly queued: number;
+    /** Events of batches sent but not yet acknowledged by the peer. */
+    readonly inUnacknowledgedBatches: number;
+  } | null;
+  readonly unacknowledgedBatches: number | null;
+  readonly lastBatchIn: Moment | null;
+  readonly lastBatchOut: Moment | null;
+  /** Age of the oldest change still waiting to reach the peer; null when nothing waits. */
+  readonly lag: { readonly oldestAt: string; readonly seconds: number } | null;
+  readonly openConflicts: number | null;
+  readonly parkedChanges: number | null;
+}
+
+export interface InstanceStatus {
+  readonly instance: string;
+  readonly file: string;
+  /** Dialect and where the database is; never a password. */
+  readonly database: string;
+  /** Whether tablesync's state tables are installed at this build's version (tablesync setup). */
+  readonly setUp: boolean;
+  readonly syncs: readonly SyncStatus[];
+}
+
+/** `tablesync status`: per instance and sync, where the exchange stands. Changes nothing. */
+export async function statusCommand(configs: readonly InstanceConfig[], out: NodeJS.WritableStream, options: { json: boolean }): Promise<number> {
+  const statuses: InstanceStatus[] = [];
+  // Everything is gathered before anything is printed, so --json never prints half a document.
+  for (const config of configs) statuses.push(await instanceStatus(config));
+  if (options.json) out.write(`${JSON.stringify(statuses, null, 2)}\n`);
+  else out.write(statuses.map(formatInstance).join('\n\n') + '\n');
+  return 0;
+}
+
+async function instanceStatus(config: InstanceConfig): Promise<InstanceStatus> {
+  const instance = await Instance.open(config);
+  try {
+    const setUp = await stateIsCurrent(instance);
+    const syncs: SyncStatus[] = [];
+    for (const sync of config.syncs) syncs.push(await syncStatus(instance.database.kysely, new SyncMapping(sync), setUp));
+    return { instance: config.instance, file: config.file, database: instance.database.target, setUp, syncs };
+  } finally {
+    await instance.close();
+  }
+}
+
+interface Aggregate {
+  n: number | string;
+  oldest: number | string | null;
+}
+
+async function syncStatus(db: AnyKysely, mapping: SyncMapping, setUp: boolean): Promise<SyncStatus> {
+  const { sync } = mapping;
+  const described = { name: sync.name, role: sync.mode, transport: sync.transport.type };
+  const peerReachable = await peerReachability(sync.transport);
+  if (!setUp) {
+    return { ...described, peer: null, peerReachable, waiting: null, unacknowledgedBatches: null, lastBatchIn: null, lastBatchOut: null, lag: null, openConflicts: null, parkedChanges: null };
+  }
+
+  const now = Date.now();
+  // The journal is shared by every sync: its rows wait for each sync that syncs their table.
+  const journal = (await db
+    .selectFrom(stateTables.journal)
+    .select((eb) => [eb.fn.countAll().as('n'), eb.fn.min('changed_at').as('oldest')])
+    .where('table_name', 'in', [...mapping.tablesByName.keys()])
+    .executeTakeFirst()) as Aggregate | undefined;
+  const outbox = (await db
+    .selectFrom(stateTables.outbox)
+    .select((eb) => [eb.fn.countAll().as('n'), eb.fn.min('changed_at').as('oldest')])
+    .where('sync_name', '=', sync.name)
+    .executeTakeFirst()) as Aggregate | undefined;
+  const batches = (await db
+    .selectFrom(stateTables.batchesOut)
+    .select((eb) => [eb.fn.countAll().as('n'), eb.fn.sum('events').as('events'), eb.fn.min('created_at').as('oldest')])
+    .where('sync_name', '=', sync.name)
+    .executeTakeFirst()) as (Aggregate & { events: number | string | null }) | undefined;
+  const conflicts = (await db
+    .selectFrom(stateTables.conflicts)
+    .select((eb) => eb.fn.countAll().as('n'))
+    .where('sync_name', '=', sync.name)
+    .where('resolved_at', 'is', null)
+    .executeTakeFirst()) as { n: number | string } | undefined;
+  const parked = (await db
+    .selectFrom(stateTables.parked)
+    .select((eb) => eb.fn.countAll().as('n'))
+    .where('sync_name', '=', sync.name)
+    .executeTakeFirst()) as { n: number | string } | undefined;
+
+  const captured = Number(journal?.n ?? 0);
+  const queued = Number(outbox?.n ?? 0);
+  const inUnacknowledgedBatches = Number(batches?.events ?? 0);
+  const oldest = [journal?.oldest, outbox?.oldest, batches?.oldest]
+    .filter((at): at is number | string => at !== null && at !== undefined)
+    .map(Number)
+    .reduce<number | undefined>((a, b) => (a === undefined || b < a ? b : a), undefined);
+
+  return {
+    ...described,
+    peer: (await readCursor(db, sync.name, 'peer')) ?? null,
+    peerReachable,
+    waiting: { total: captured + queued + inUnacknowledgedBatches, captured, queued, inUnacknowledgedBatches },
+    unacknowledgedBatches: Number(batches?.n ?? 0),
+    lastBatchIn: moment(await readCursor(db, sync.name, 'last-in-at'), now),
+    lastBatchOut: moment(await readCursor(db, sync.name, 'last-out-at'), now),
+    lag: oldest === undefined ? null : { oldestAt: isoTime(oldest), seconds: secondsSince(oldest, now) },
+    openConflicts: Number(conflicts?.n ?? 0),
+    parkedChanges: Number(parked?.n ?? 0),
+  };
+}
+
+function moment(at: StoredTime | undefined, now: number): Moment | null {
+  return at === undefined ? null : { at: isoTime(at), secondsAgo: secondsSince(at, now) };
+}
+
+function formatInstance(status: InstanceStatus): string {
+  const file = relative(process.cwd(), status.file) || status.file;
+  const header = `instance ${status.instance} (${file}): ${status.database}`;
+  const row = (label: string, value: (sync: SyncStatus) => string): string[] => [label, ...status.syncs.map(value)];
+  const reachable = row('peer reachable', ({ peerReachable: p }) => (p.checked ? `${p.reachable === true ? 'yes' : 'no'}: ${p.detail}` : p.detail));
+  const described = [row('sync', (s) => s.name), row('role', (s) => s.role), row('transport', (s) => s.transport)];
+  if (!status.setUp) {
+    const note = "  tablesync's state tables are missing or of an older version, so nothing more is known: run tablesync setup";
+    return `${header}\n${note}\n${formatTable([...described, reachable])}`;
+  }
+  const rows = [
+    ...described,
+    row('peer', (s) => s.peer ?? 'not heard from yet'),
+    reachable,
+    row('changes waiting', ({ waiting: w }) =>
+      w === null ? '' : `${w.total} (${w.captured} captured, ${w.queued} queued, ${w.inUnacknowledgedBatches} in unacknowledged batches)`,
+    ),
+    row('unacknowledged batches', (s) => String(s.unacknowledgedBatches)),
+    row('last batch in', (s) => lastBatch(s.lastBatchIn)),
+    row('last batch out', (s) => lastBatch(s.lastBatchOut)),
+    row('lag', (s) => (s.lag === null ? 'none: nothing waiting' : `${s.lag.seconds} s (oldest waiting change: ${s.lag.oldestAt})`)),
+    row('open conflicts', (s) => String(s.openConflicts)),
+    row('parked changes', (s) => String(s.parkedChanges)),
+  ];
+  return `${header}\n${formatTable(rows)}`;
+}
+
+function lastBatch(value: Moment | null): string {
+  return value === null ? 'never' : `${value.at} (${value.secondsAgo} s ago)`;
+}
