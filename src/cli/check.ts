@@ -71,7 +71,7 @@ async function peerFindings(config: InstanceConfig, sync: SyncConfig): Promise<F
   const subject = `peer of ${sync.name}`;
   let transport: Transport;
   try {
-    transport = createTransport(sync.transport, {});
+    transport = createTransport(sync.transport, { sync, ...(config.tls?.ca === undefined ? {} : { caFile: config.tls.ca }) });
   } catch (err) {
     if (!(err instanceof TablesyncError)) throw err;
     return [['error', subject, err.message]];

@@ -7,8 +7,38 @@ import { Instance } from '../engine/instance.js';
 import { SyncMapping } from '../mapping/sync-mapping.js';
 import { isoTime, secondsSince, type StoredTime } from './format.js';
 import { stateIsCurrent } from './open-instance.js';
-import { peerReachability, type PeerReachability } from './peer-reachability.js';
+import { createTransport } from '../transports/create-transport.js';
+import { TablesyncError } from '../errors.js';
 import { formatTable } from './table.js';
+
+/** Whether `status` reached a sync's peer, found without sending anything. */
+export interface PeerReachability {
+  /** False when this side cannot reach its peer by itself (a passive http side). */
+  readonly checked: boolean;
+  /** Null when not checked. */
+  readonly reachable: boolean | null;
+  /** One phrase: what was found, or why not. */
+  readonly detail: string;
+}
+
+async function peerReachability(config: InstanceConfig, sync: InstanceConfig['syncs'][number]): Promise<PeerReachability> {
+  let transport;
+  try {
+    transport = createTransport(sync.transport, { sync, ...(config.tls?.ca === undefined ? {} : { caFile: config.tls.ca }) });
+  } catch (err) {
+    if (err instanceof TablesyncError) return { checked: true, reachable: false, detail: err.message };
+    throw err;
+  }
+  try {
+    const detail = await transport.probe();
+    return transport.reachesPeer ? { checked: true, reachable: true, detail } : { checked: false, reachable: null, detail };
+  } catch (err) {
+    if (err instanceof TablesyncError) return { checked: true, reachable: false, detail: err.message };
+    throw err;
+  } finally {
+    await transport.close();
+  }
+}
 
 /** A moment shown both ways: when, and how long ago. */
 export interface Moment {
@@ -44,6 +74,8 @@ export interface SyncStatus {
   readonly lag: { readonly oldestAt: string; readonly seconds: number } | null;
   readonly openConflicts: number | null;
   readonly parkedChanges: number | null;
+  /** Batches from the peer refused as bad input, kept in tablesync_refused_batches. */
+  readonly refusedBatches: number | null;
 }
 
 export interface InstanceStatus {
@@ -71,7 +103,7 @@ async function instanceStatus(config: InstanceConfig): Promise<InstanceStatus> {
   try {
     const setUp = await stateIsCurrent(instance);
     const syncs: SyncStatus[] = [];
-    for (const sync of config.syncs) syncs.push(await syncStatus(instance.database.kysely, new SyncMapping(sync), setUp));
+    for (const sync of config.syncs) syncs.push(await syncStatus(config, instance.database.kysely, new SyncMapping(sync), setUp));
     return { instance: config.instance, file: config.file, database: instance.database.target, setUp, syncs };
   } finally {
     await instance.close();
@@ -83,12 +115,12 @@ interface Aggregate {
   oldest: number | string | null;
 }
 
-async function syncStatus(db: AnyKysely, mapping: SyncMapping, setUp: boolean): Promise<SyncStatus> {
+async function syncStatus(config: InstanceConfig, db: AnyKysely, mapping: SyncMapping, setUp: boolean): Promise<SyncStatus> {
   const { sync } = mapping;
   const described = { name: sync.name, role: sync.mode, transport: sync.transport.type };
-  const peerReachable = await peerReachability(sync.transport);
+  const peerReachable = await peerReachability(config, sync);
   if (!setUp) {
-    return { ...described, peer: null, peerReachable, waiting: null, unacknowledgedBatches: null, lastBatchIn: null, lastBatchOut: null, lag: null, openConflicts: null, parkedChanges: null };
+    return { ...described, peer: null, peerReachable, waiting: null, unacknowledgedBatches: null, lastBatchIn: null, lastBatchOut: null, lag: null, openConflicts: null, parkedChanges: null, refusedBatches: null };
   }
 
   const now = Date.now();
@@ -114,11 +146,14 @@ async function syncStatus(db: AnyKysely, mapping: SyncMapping, setUp: boolean): 
     .where('sync_name', '=', sync.name)
     .where('resolved_at', 'is', null)
     .executeTakeFirst()) as { n: number | string } | undefined;
-  const parked = (await db
-    .selectFrom(stateTables.parked)
-    .select((eb) => eb.fn.countAll().as('n'))
-    .where('sync_name', '=', sync.name)
-    .executeTakeFirst()) as { n: number | string } | undefined;
+  const count = async (table: string): Promise<number> => {
+    const row = (await db
+      .selectFrom(table)
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('sync_name', '=', sync.name)
+      .executeTakeFirst()) as { n: number | string } | undefined;
+    return Number(row?.n ?? 0);
+  };
 
   const captured = Number(journal?.n ?? 0);
   const queued = Number(outbox?.n ?? 0);
@@ -138,7 +173,8 @@ async function syncStatus(db: AnyKysely, mapping: SyncMapping, setUp: boolean): 
     lastBatchOut: moment(await readCursor(db, sync.name, 'last-out-at'), now),
     lag: oldest === undefined ? null : { oldestAt: isoTime(oldest), seconds: secondsSince(oldest, now) },
     openConflicts: Number(conflicts?.n ?? 0),
-    parkedChanges: Number(parked?.n ?? 0),
+    parkedChanges: await count(stateTables.parked),
+    refusedBatches: await count(stateTables.refused),
   };
 }
 
@@ -169,6 +205,7 @@ function formatInstance(status: InstanceStatus): string {
     row('lag', (s) => (s.lag === null ? 'none: nothing waiting' : `${s.lag.seconds} s (oldest waiting change: ${s.lag.oldestAt})`)),
     row('open conflicts', (s) => String(s.openConflicts)),
     row('parked changes', (s) => String(s.parkedChanges)),
+    row('refused batches', (s) => String(s.refusedBatches)),
   ];
   return `${header}\n${formatTable(rows)}`;
 }

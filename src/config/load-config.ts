@@ -103,7 +103,7 @@ function normalise(raw: RawConfig, file: string, baseDir: string): InstanceConfi
     },
     ...(raw.listen !== undefined && { listen: parseListen(raw.listen) }),
     ...(raw.tls !== undefined && {
-      tls: { cert: at(raw.tls.cert), key: at(raw.tls.key), ...(raw.tls.ca !== undefined && { ca: at(raw.tls.ca) }) },
+      tls: Object.fromEntries(Object.entries(raw.tls).map(([setting, path]) => [setting, at(path)])),
     }),
     log: { level: raw.log.level },
     ...(raw.users !== undefined && { users: raw.users }),

@@ -50,7 +50,7 @@ export interface RawConfig {
   instance: string;
   database: { dialect: 'mysql' | 'sqlite'; url?: string; file?: string };
   listen?: string | number;
-  tls?: { cert: string; key: string; ca?: string };
+  tls?: { cert?: string; key?: string; ca?: string };
   log: { level: LogLevel };
   users?: { table: string; key: string; login?: string; fullName?: string };
   syncs: RawSync[];

@@ -18,6 +18,9 @@ export function checkRules(config: RawConfig): ConfigProblem[] {
 
   checkDatabase(config, report);
   checkListen(config.listen, report);
+  if (config.tls !== undefined && (config.tls.cert === undefined) !== (config.tls.key === undefined)) {
+    report(['tls', config.tls.cert === undefined ? 'cert' : 'key'], 'is required with the other one: cert and key go together (give only ca to trust a peer\'s authority)');
+  }
   checkUniqueNames(config.syncs, report);
   config.syncs.forEach((sync, s) => checkSync(config, sync, ['syncs', s], report));
   checkOneKeyPerTable(config.syncs, report);

@@ -153,7 +153,7 @@ export const configSchema = {
     tls: {
       type: 'object',
       additionalProperties: false,
-      required: ['cert', 'key'],
+      minProperties: 1,
       properties: { cert: nonEmptyString, key: nonEmptyString, ca: nonEmptyString },
     },
     log: {

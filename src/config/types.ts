@@ -19,10 +19,21 @@ export interface ListenConfig {
   readonly port: number;
 }
 
+/**
+ * `cert` and `key` (always together) make the listener serve https; `ca`
+ * is trusted, besides the system's authorities, by this side's own TLS
+ * connections (an http peer, an FTPS server).
+ */
 export interface TlsConfig {
+  readonly cert?: string;
+  readonly key?: string;
+  readonly ca?: string;
+}
+
+/** The certificate and key the listener serves https with. */
+export interface ServerTlsConfig {
   readonly cert: string;
   readonly key: string;
-  readonly ca?: string;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';

@@ -12,6 +12,7 @@ export const stateTables = {
   batchesOut: 'tablesync_batches_out',
   parked: 'tablesync_parked',
   origins: 'tablesync_origins',
+  refused: 'tablesync_refused_batches',
   /** SQLite only: a row here, inside the applier's transaction, tells the triggers to stand aside. */
   applier: 'tablesync_applier',
 } as const;

@@ -97,7 +97,7 @@ const migrations: readonly Migration[] = [
   },
   {
     version: 2,
-    description: 'outbox, batches sent, parked changes, record origins',
+    description: 'outbox, batches sent, parked changes, record origins, refused batches',
     async up(db, adapter) {
       // Per sync, the records to mention in the next batch and the fields that changed, with their
       // versions. One row per record however often it changes: state stays small.
@@ -148,6 +148,17 @@ const migrations: readonly Migration[] = [
         .addColumn('origin', 'varchar(255)', (c) => c.notNull())
         .addPrimaryKeyConstraint('tablesync_origins_pk', ['table_name', 'record_id'])
         .addUniqueConstraint('tablesync_origins_origin', ['table_name', 'origin'])
+        .execute();
+
+      // Batches refused as bad input (malformed, unauthenticated origin, unknown numbers), kept for
+      // inspection whatever the transport; the body is cut at 1 MiB.
+      await withSerialKey(db.schema.createTable(stateTables.refused).ifNotExists(), 'id', adapter)
+        .addColumn('sync_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('name', 'varchar(255)', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('body', sql.raw(adapter.longTextType), (c) => c.notNull())
+        .addColumn('size', 'bigint', (c) => c.notNull())
+        .addColumn('refused_at', 'bigint', (c) => c.notNull())
         .execute();
 
       // The version clock's row exists from the start, so that concurrent writers lock it rather than race to create it.

@@ -20,6 +20,9 @@ export interface SessionPolicy {
   readonly window: number;
 }
 
+/** How much of a refused batch is kept for inspection. */
+const maxKeptBytes = 1024 * 1024;
+
 export const defaultSessionPolicy: SessionPolicy = { resendAfterMs: 10_000, window: 8 };
 
 export interface ExchangeReport {
@@ -98,10 +101,21 @@ export class SyncSession {
       } catch (err) {
         if (!(err instanceof BatchRefused)) throw err;
         report.refused += 1;
-        this.logger.warn({ batch: incoming.name, reason: err.message }, 'batch refused and kept aside');
+        const id = await this.#keepAside(incoming.name, incoming.body, err.message);
+        this.logger.warn({ batch: incoming.name, reason: err.message, refusedId: id }, 'batch refused; kept in tablesync_refused_batches');
         await incoming.reject(err.message);
       }
     }
+  }
+
+  /** Keeps a refused batch for inspection in our own database: whatever the transport does with it, it is not lost. */
+  async #keepAside(name: string, body: Buffer, reason: string): Promise<number> {
+    const kept = body.subarray(0, maxKeptBytes).toString('utf8');
+    const result = await this.context.database.kysely
+      .insertInto(stateTables.refused)
+      .values({ sync_name: this.name, name: name.slice(0, 255), reason, body: kept, size: body.length, refused_at: Date.now() })
+      .executeTakeFirst();
+    return Number(result.insertId ?? 0);
   }
 
   async #sendNew(report: ExchangeReport): Promise<void> {

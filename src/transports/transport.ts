@@ -45,7 +45,8 @@ export interface Transport {
 
   /**
    * Calls `listener` soon after new batches may have arrived, and once when watching has started (batches may
-   * have arrived before). The engine still polls, so this only lowers latency.
+   * have arrived before). A medium without notifications may poll for this. The engine still polls on its own
+   * schedule, so this only lowers latency.
    */
   onArrival(listener: () => void): void;
 
@@ -56,12 +57,19 @@ export interface Transport {
   publishDescription(body: Buffer): Promise<void>;
 
   /**
+   * Checks that the peer, or the place both sides share, can be reached, without sending a batch:
+   * resolves with a short phrase of what was found; throws a TablesyncError saying why not. A side
+   * that cannot reach its peer by itself (`reachesPeer` false) resolves with a phrase saying so.
+   */
+  probe(): Promise<string>;
+
+  /**
    * The peer's published description, or undefined if it has published none yet. Throws (a
    * TablesyncError saying why) when the peer, or the place it publishes to, cannot be reached:
    * this is how `check` tells whether the peer is reachable.
    */
   readPeerDescription(): Promise<Buffer | undefined>;
 
-  /** Stops watching and releases connections; safe to call twice. */
+  /** Stops watching and releases connections; safe to call twice. Afterwards, `done` and `reject` may throw where they need a connection. */
   close(): Promise<void>;
 }

@@ -275,6 +275,16 @@ const cases: Case[] = [
     problems: [{ path: 'syncs[0].tables[0].addedAt', message: 'created_at is a synced field; addedAt names a column of its own', line: 14 }],
   },
   {
+    file: 'tls-cert-without-key.yaml',
+    problems: [
+      {
+        path: 'tls.key',
+        message: "is required with the other one: cert and key go together (give only ca to trust a peer's authority)",
+        line: 7,
+      },
+    ],
+  },
+  {
     file: 'folder-upload-is-download.yaml',
     problems: [
       {

@@ -16,12 +16,3 @@ it('builds a folder transport from a folder configuration', async () => {
     await rm(root, { recursive: true, force: true });
   }
 });
-
-it('says that the http and ftp transports are not built yet', () => {
-  expect(() => createTransport({ type: 'http', url: 'https://hq.example.com:8470', password: 'secret' })).toThrow(
-    'the http transport is not built yet',
-  );
-  expect(() =>
-    createTransport({ type: 'ftp', host: 'ftp.example.com', port: 21, user: 'sync', password: 'secret', secure: true, upload: '/u', download: '/d' }),
-  ).toThrow('the ftp transport is not built yet');
-});

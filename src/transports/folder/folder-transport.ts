@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { constants, type BigIntStats } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { access, mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { FolderTransportConfig } from '../../config/types.js';
+import { isBatchFileName } from '../batch-file-name.js';
 import type { IncomingBatch, OutgoingBatch, Transport } from '../transport.js';
 import { TransportClosedError } from '../transport-closed-error.js';
 import { folderPolicy } from './folder-policy.js';
@@ -25,18 +26,6 @@ export interface FolderTransportOptions {
   readonly watch?: boolean;
   /** Where unreadable batch files, watcher failures and listener exceptions are reported; default: nowhere. */
   readonly logger?: FolderTransportLogger;
-}
-
-/**
- * Names the folder transport sends and offers: the contract's safe
- * characters, ending in `.json`, and never starting with a dot, so that
- * temporary files (`.<name>...tmp`), dotfiles and `rejected/` are never
- * taken for batches.
- */
-const batchNamePattern = /^[A-Za-z0-9_-][A-Za-z0-9._-]*\.json$/;
-
-function isBatchFileName(name: string): boolean {
-  return batchNamePattern.test(name);
 }
 
 /** Our own temporary names (see `send`), so that the clean-up at start never touches anyone else's dotfiles. */
@@ -100,6 +89,16 @@ export class FolderTransport implements Transport {
     this.#assertBatchName(batch.name);
     await this.#ensureFolders();
     await this.#writeAtomically(batch.name, batch.body, `write batch ${batch.name} into the upload folder`);
+  }
+
+  /** Changes nothing (unlike the other operations, which create missing folders). */
+  async probe(): Promise<string> {
+    this.#assertOpen('check the folders');
+    const problem =
+      (await folderProblem('upload', this.#upload, constants.W_OK | constants.X_OK, 'writable')) ??
+      (await folderProblem('download', this.#download, constants.R_OK | constants.W_OK | constants.X_OK, 'readable and writable'));
+    if (problem !== undefined) throw new FolderTransportError(problem, this.#download, undefined, true);
+    return 'both folders exist and are usable';
   }
 
   async publishDescription(body: Buffer): Promise<void> {
@@ -525,4 +524,20 @@ async function freeName(path: string): Promise<string> {
   let candidate = path;
   for (let n = 2; await exists(candidate); n += 1) candidate = `${path}-${n}`;
   return candidate;
+}
+
+async function folderProblem(setting: string, folder: string, mode: number, needs: string): Promise<string | undefined> {
+  try {
+    if (!(await stat(folder)).isDirectory()) return `the ${setting} folder ${folder} is not a folder`;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return `the ${setting} folder ${folder} does not exist (tablesync run creates it at the first exchange)`;
+    return `the ${setting} folder ${folder} cannot be examined (${code ?? (err as Error).message})`;
+  }
+  try {
+    await access(folder, mode);
+    return undefined;
+  } catch {
+    return `the ${setting} folder ${folder} is not ${needs} for this user`;
+  }
 }
