@@ -3,19 +3,13 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { TablesyncError } from '../errors.js';
 import { keepSide, positiveInteger, recordId, type RecordTarget } from './arguments.js';
-import { checkCommand } from './check.js';
 import { loadConfigs, withConfigOption } from './config-option.js';
-import { conflictsListCommand, conflictsResolveCommand } from './conflicts.js';
-import { demoCommand } from './demo.js';
-import { errorsListCommand, errorsRetryCommand } from './errors.js';
-import { linkCommand } from './link.js';
 import { singleConfig } from './open-instance.js';
-import { pushRecordCommand } from './push-record.js';
-import { runCommand } from './run.js';
-import { setupCommand } from './setup.js';
-import { statusCommand } from './status.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+// Each command's module is loaded when that command runs: --help and --version stay quick, and a
+// command does not pay for the daemon's dependencies.
 
 interface ConfigOptions {
   config: string[];
@@ -44,21 +38,21 @@ function buildProgram(setExitCode: (code: number) => void): Command {
 
   withConfigOption(program.command('check'))
     .description('validate the file, connect to the database, check tables and columns, report capture; exits 1 on any error')
-    .action(async (options: ConfigOptions) => setExitCode(await checkCommand(loadConfigs(options.config), process.stdout)));
+    .action(async (options: ConfigOptions) => setExitCode(await (await import('./check.js')).checkCommand(loadConfigs(options.config), process.stdout)));
 
   withConfigOption(program.command('setup'))
     .description("install or upgrade the capture triggers and tablesync's own tables")
-    .action(async (options: ConfigOptions) => setExitCode(await setupCommand(loadConfigs(options.config), process.stdout)));
+    .action(async (options: ConfigOptions) => setExitCode(await (await import('./setup.js')).setupCommand(loadConfigs(options.config), process.stdout)));
 
   withConfigOption(program.command('run'))
     .description('the daemon: install capture, then run until SIGTERM or SIGINT')
-    .action(async (options: ConfigOptions) => setExitCode(await runCommand(loadConfigs(options.config))));
+    .action(async (options: ConfigOptions) => setExitCode(await (await import('./run.js')).runCommand(loadConfigs(options.config))));
 
   withConfigOption(program.command('status'))
     .description('per sync: role, transport, peer, changes waiting, last batch in and out, lag, open conflicts, parked changes')
     .option('--json', 'print one JSON document instead of tables')
     .action(async (options: ConfigOptions & { json?: boolean }) =>
-      setExitCode(await statusCommand(loadConfigs(options.config), process.stdout, { json: options.json === true })),
+      setExitCode(await (await import('./status.js')).statusCommand(loadConfigs(options.config), process.stdout, { json: options.json === true })),
     );
 
   const conflicts = withConfigOption(program.command('conflicts'), { single: true }).description('the manual conflict queue: list, resolve');
@@ -67,7 +61,7 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .description('list the open conflicts')
     .option('--all', 'list resolved conflicts too')
     .action(async (options: { all?: boolean }, command: Command) =>
-      setExitCode(await conflictsListCommand(singleConfig(configFiles(command), 'conflicts'), process.stdout, { all: options.all === true })),
+      setExitCode(await (await import('./conflicts.js')).conflictsListCommand(singleConfig(configFiles(command), 'conflicts'), process.stdout, { all: options.all === true })),
     );
   conflicts
     .command('resolve')
@@ -76,39 +70,39 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .option('--keep <side>', 'ours or theirs (required)')
     .action(async (id: number, options: { keep?: string }, command: Command) => {
       const keep = keepSide(options.keep);
-      setExitCode(await conflictsResolveCommand(singleConfig(configFiles(command), 'conflicts'), process.stdout, id, keep));
+      setExitCode(await (await import('./conflicts.js')).conflictsResolveCommand(singleConfig(configFiles(command), 'conflicts'), process.stdout, id, keep));
     });
 
   const errors = withConfigOption(program.command('errors'), { single: true }).description("the peer's changes that could not be applied here (parked): list, retry");
   errors
     .command('list')
     .description('list the parked changes with their reasons')
-    .action(async (_options: unknown, command: Command) => setExitCode(await errorsListCommand(singleConfig(configFiles(command), 'errors'), process.stdout)));
+    .action(async (_options: unknown, command: Command) => setExitCode(await (await import('./errors.js')).errorsListCommand(singleConfig(configFiles(command), 'errors'), process.stdout)));
   errors
     .command('retry')
     .description('apply parked changes again (all, or one); exits 1 if any is still parked')
     .argument('[id]', 'only this parked change, by the id that errors list shows', positiveInteger('the parked change id'))
     .action(async (id: number | undefined, _options: unknown, command: Command) =>
-      setExitCode(await errorsRetryCommand(singleConfig(configFiles(command), 'errors'), process.stdout, id)),
+      setExitCode(await (await import('./errors.js')).errorsRetryCommand(singleConfig(configFiles(command), 'errors'), process.stdout, id)),
     );
 
   withRecordOptions(withConfigOption(program.command('link'), { single: true }))
     .description("print the peer's record id linked to one of our records; exits 1 if there is no link yet")
     .action(async (options: ConfigOptions & RecordTarget) =>
-      setExitCode(await linkCommand(singleConfig(options.config, 'link'), process.stdout, { sync: options.sync, table: options.table, id: options.id })),
+      setExitCode(await (await import('./link.js')).linkCommand(singleConfig(options.config, 'link'), process.stdout, { sync: options.sync, table: options.table, id: options.id })),
     );
 
   withRecordOptions(withConfigOption(program.command('push-record'), { single: true }))
     .description('queue one record to be sent in full at the next exchange')
     .action(async (options: ConfigOptions & RecordTarget) =>
-      setExitCode(await pushRecordCommand(singleConfig(options.config, 'push-record'), process.stdout, { sync: options.sync, table: options.table, id: options.id })),
+      setExitCode(await (await import('./push-record.js')).pushRecordCommand(singleConfig(options.config, 'push-record'), process.stdout, { sync: options.sync, table: options.table, id: options.id })),
     );
 
   program
     .command('demo')
     .description('two SQLite instances in a temporary folder, showing what tablesync does')
     .option('--keep', 'keep the temporary folder afterwards')
-    .action(async (options: { keep?: boolean }) => setExitCode(await demoCommand(process.stdout, options.keep === true)));
+    .action(async (options: { keep?: boolean }) => setExitCode(await (await import('./demo.js')).demoCommand(process.stdout, options.keep === true)));
 
   return program;
 }

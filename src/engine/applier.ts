@@ -10,8 +10,8 @@ import type { EngineContext } from './context.js';
 import { readCursor, readSeq, writeCursor } from './cursors.js';
 import { readVersions, versionOf, writeVersions, type RecordVersions } from './field-versions.js';
 import { absorbJournal, journalPassSize } from './journal-reader.js';
-import { localIdFor, recordByOrigin, writeLink, writeOrigin } from './links.js';
-import { OutboxWriter } from './outbox.js';
+import { localIdFor, localIdsFor, recordByOrigin, writeLink, writeOrigin } from './links.js';
+import { chunks, OutboxWriter } from './outbox.js';
 import { checkWire, fromWire, toWire } from './values.js';
 import { VersionClock } from './versions.js';
 
@@ -161,15 +161,15 @@ export class BatchApplier {
 
   /** MySQL: lock the records the batch touches first, so no application write can slip in between our checks and our writes. */
   private async lockTargets(db: AnyKysely, events: readonly BatchEvent[]): Promise<void> {
-    const byTable = new Map<MappedTable, string[]>();
+    const byTable = new Map<MappedTable, BatchEvent[]>();
     for (const event of events) {
       const table = this.mapping.tablesByNumber.get(event.table);
-      if (table === undefined) continue;
-      const local = (await localIdFor(db, this.sync, table.number, event.id)) ?? event.peerId;
-      if (local !== undefined) byTable.set(table, [...(byTable.get(table) ?? []), local]);
+      if (table !== undefined) byTable.set(table, [...(byTable.get(table) ?? []), event]);
     }
-    for (const [table, ids] of byTable) {
-      await db.selectFrom(table.name).select(table.key).where(table.key, 'in', ids).forUpdate().execute();
+    for (const [table, tableEvents] of byTable) {
+      const linked = await localIdsFor(db, this.sync, table.number, tableEvents.map((e) => e.id));
+      const ids = tableEvents.map((e) => linked.get(e.id) ?? e.peerId).filter((id) => id !== undefined);
+      for (const chunk of chunks(ids, 500)) await db.selectFrom(table.name).select(table.key).where(table.key, 'in', chunk).forUpdate().execute();
     }
   }
 
@@ -269,7 +269,8 @@ export class BatchApplier {
         await closeConflicts(db, this.sync, table.number, localId, field.number, 'both sides agree');
         continue;
       }
-      if (change.parent !== local) {
+      // A field we never send ("download": take theirs, never send ours) has no conflict: the peer's value always wins.
+      if (change.parent !== local && field.sends) {
         current ??= (await db.selectFrom(table.name).selectAll().where(table.key, '=', localId).executeTakeFirst()) as Record<string, unknown> | undefined;
         const rule = this.mapping.sync.conflicts;
         const winner = conflictWinner(rule, local, change.version, this.mapping.sync.mode === 'active');

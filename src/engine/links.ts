@@ -30,6 +30,22 @@ export async function localIdFor(db: AnyKysely, sync: string, tableNumber: numbe
   return row?.local_id;
 }
 
+/** The peers' record ids → ours, for many records of one table of one sync. */
+export async function localIdsFor(db: AnyKysely, sync: string, tableNumber: number, peerIds: readonly string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const chunk of chunks([...new Set(peerIds)], 500)) {
+    const rows = (await db
+      .selectFrom(stateTables.links)
+      .select(['local_id', 'peer_id'])
+      .where('sync_name', '=', sync)
+      .where('table_number', '=', tableNumber)
+      .where('peer_id', 'in', chunk)
+      .execute()) as { local_id: string; peer_id: string }[];
+    for (const row of rows) out.set(row.peer_id, row.local_id);
+  }
+  return out;
+}
+
 export async function peerIdFor(db: AnyKysely, sync: string, tableNumber: number, localId: string): Promise<string | undefined> {
   return (await readLinks(db, sync, tableNumber, [localId])).get(localId);
 }

@@ -134,26 +134,46 @@ const cases: DialectCase[] = [
   { dialect: 'mysql', create: createMysqlDatabase },
 ];
 
+/** The case of one dialect, for suites that combine several (a MariaDB instance syncing with a SQLite one). */
+export function dialectCase(dialect: DialectName): DialectCase {
+  const found = cases.find((c) => c.dialect === dialect);
+  if (found === undefined) throw new Error(`no test databases for dialect ${dialect}`);
+  return found;
+}
+
+/**
+ * A describe block that needs databases of every dialect in `dialects`:
+ * with MariaDB among them and not reachable, it is skipped with the warning
+ * printed above, or replaced by one failing test when
+ * TABLESYNC_REQUIRE_MYSQL=1. describeEachDialect and the sync tests' pairs
+ * and rings go through here, so that there is one rule for all of them.
+ * `concurrent` runs its tests (and those of concurrent neighbours) at the
+ * same time: for tests that mostly wait on other processes.
+ */
+export function describeWithDialects(name: string, dialects: readonly DialectName[], body: () => void, options: { concurrent?: boolean } = {}): void {
+  const run = options.concurrent === true ? describe.concurrent : describe;
+  if (dialects.includes('mysql') && mysqlProblem !== undefined) {
+    if (mysqlRequired) {
+      run(name, () => {
+        it('needs MariaDB, which TABLESYNC_REQUIRE_MYSQL=1 makes mandatory', () => {
+          throw new Error(`MariaDB is not reachable at ${mysqlServerUrl}: ${mysqlProblem}`);
+        });
+      });
+    } else {
+      describe.skip(`${name} (MariaDB not reachable)`, body);
+    }
+    return;
+  }
+  run(name, body);
+}
+
 /**
  * Runs the same suite once per dialect, like kysely's test setup: the body
  * receives a factory for fresh databases of that dialect.
  */
 export function describeEachDialect(title: string, body: (dialect: DialectCase) => void): void {
   for (const dialectCase of cases) {
-    const name = `${title} [${dialectCase.dialect}]`;
-    if (dialectCase.dialect === 'mysql' && mysqlProblem !== undefined) {
-      if (mysqlRequired) {
-        describe(name, () => {
-          it('needs MariaDB, which TABLESYNC_REQUIRE_MYSQL=1 makes mandatory', () => {
-            throw new Error(`MariaDB is not reachable at ${mysqlServerUrl}: ${mysqlProblem}`);
-          });
-        });
-      } else {
-        describe.skip(`${name} (MariaDB not reachable)`, () => body(dialectCase));
-      }
-      continue;
-    }
-    describe(name, () => body(dialectCase));
+    describeWithDialects(`${title} [${dialectCase.dialect}]`, [dialectCase.dialect], () => body(dialectCase));
   }
 }
 

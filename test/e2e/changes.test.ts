@@ -1,0 +1,97 @@
+import { it } from 'vitest';
+import { alphaClient, alphaId, betaCustomer, betaId, createCrmPair } from '../support/crm.js';
+import { describeEachPair, newCluster } from '../support/sync-harness.js';
+
+describeEachPair('inserts, updates and deletes made on both sides', (pair) => {
+  it('creates each new record once on the other side and carries updates made on either side', async ({ expect, onTestFinished }) => {
+    const cluster = newCluster({ onTestFinished });
+    const { alpha, beta } = await createCrmPair(cluster, pair);
+    await cluster.startAll();
+
+    await alpha.exec("INSERT INTO clients (name, email) VALUES ('Acme', 'acme@example.com')");
+    await alpha.exec("INSERT INTO clients (name, email) VALUES ('Globex', 'globex@example.com')");
+    await beta.exec("INSERT INTO customers (company_name, email_address) VALUES ('Initech', 'initech@example.com')");
+    await beta.exec("INSERT INTO customers (company_name, email_address) VALUES ('Umbrella', 'umbrella@example.com')");
+    await cluster.waitInStep();
+
+    expect(await beta.query('SELECT company_name, email_address FROM customers ORDER BY email_address')).toEqual([
+      { company_name: 'Acme', email_address: 'acme@example.com' },
+      { company_name: 'Globex', email_address: 'globex@example.com' },
+      { company_name: 'Initech', email_address: 'initech@example.com' },
+      { company_name: 'Umbrella', email_address: 'umbrella@example.com' },
+    ]);
+    expect(await alpha.query('SELECT name, email FROM clients ORDER BY email')).toEqual([
+      { name: 'Acme', email: 'acme@example.com' },
+      { name: 'Globex', email: 'globex@example.com' },
+      { name: 'Initech', email: 'initech@example.com' },
+      { name: 'Umbrella', email: 'umbrella@example.com' },
+    ]);
+
+    // Each side edits records of its own and records that came from the other side.
+    await alpha.exec("UPDATE clients SET name = 'Acme Corporation' WHERE email = 'acme@example.com'");
+    await alpha.exec("UPDATE clients SET name = 'Initech Ltd' WHERE email = 'initech@example.com'");
+    await beta.exec("UPDATE customers SET email_address = 'hello@globex.example' WHERE email_address = 'globex@example.com'");
+    await beta.exec("UPDATE customers SET company_name = 'Umbrella plc', email_address = 'info@umbrella.example' WHERE email_address = 'umbrella@example.com'");
+    await cluster.waitInStep();
+
+    expect(await alphaClient(alpha, 'hello@globex.example')).toMatchObject({ name: 'Globex' });
+    expect(await alphaClient(alpha, 'info@umbrella.example')).toMatchObject({ name: 'Umbrella plc' });
+    expect(await betaCustomer(beta, 'acme@example.com')).toMatchObject({ company_name: 'Acme Corporation' });
+    expect(await betaCustomer(beta, 'initech@example.com')).toMatchObject({ company_name: 'Initech Ltd' });
+    expect((await alpha.query('SELECT id FROM clients')).length).toBe(4);
+    expect((await beta.query('SELECT customer_id FROM customers')).length).toBe(4);
+
+    // Edits on both sides at once, to different fields of one record, all arrive.
+    await alpha.exec("UPDATE clients SET name = 'Acme Group' WHERE email = 'acme@example.com'");
+    await beta.exec("UPDATE customers SET email_address = 'group@acme.example' WHERE email_address = 'acme@example.com'");
+    await cluster.waitInStep();
+    expect(await alphaClient(alpha, 'group@acme.example')).toMatchObject({ name: 'Acme Group' });
+    expect(await betaCustomer(beta, 'group@acme.example')).toMatchObject({ company_name: 'Acme Group' });
+
+    await cluster.waitSettled();
+    await cluster.waitInStep();
+  });
+
+  it('turns a soft or hard delete on either side into the other side’s own deleted status', async ({ expect, onTestFinished }) => {
+    const cluster = newCluster({ onTestFinished });
+    const { alpha, beta } = await createCrmPair(cluster, pair);
+    await cluster.startAll();
+
+    for (const name of ['soft-a', 'hard-a', 'kept-a']) await alpha.exec('INSERT INTO clients (name, email) VALUES (?, ?)', [name, `${name}@example.com`]);
+    for (const name of ['soft-b', 'hard-b', 'kept-b']) await beta.exec('INSERT INTO customers (company_name, email_address) VALUES (?, ?)', [name, `${name}@example.com`]);
+    await cluster.waitInStep();
+    const hardOnAlpha = await betaId(beta, 'hard-a@example.com');
+    const hardOnBeta = await alphaId(alpha, 'hard-b@example.com');
+
+    // Soft deletes: each side's own status column and value.
+    await alpha.exec("UPDATE clients SET record_status = 2 WHERE email = 'soft-a@example.com'");
+    await beta.exec("UPDATE customers SET state = 'deleted' WHERE email_address = 'soft-b@example.com'");
+    // Hard deletes.
+    await alpha.exec("DELETE FROM clients WHERE email = 'hard-a@example.com'");
+    await beta.exec("DELETE FROM customers WHERE email_address = 'hard-b@example.com'");
+    await cluster.waitInStep();
+    await cluster.waitSettled();
+
+    expect(await betaCustomer(beta, 'soft-a@example.com')).toMatchObject({ state: 'deleted' });
+    expect(await alphaClient(alpha, 'soft-b@example.com')).toMatchObject({ record_status: '2' });
+    expect(await beta.query('SELECT state FROM customers WHERE customer_id = ?', [hardOnAlpha])).toEqual([{ state: 'deleted' }]);
+    expect(await alpha.query('SELECT record_status FROM clients WHERE id = ?', [hardOnBeta])).toEqual([{ record_status: 2 }]);
+    // What was not deleted stays live, and nothing was created again.
+    expect(await alphaClient(alpha, 'kept-b@example.com')).toMatchObject({ record_status: '1' });
+    expect(await betaCustomer(beta, 'kept-a@example.com')).toMatchObject({ state: 'active' });
+    expect(await alpha.query('SELECT email, record_status FROM clients ORDER BY email')).toEqual([
+      { email: 'hard-b@example.com', record_status: 2 },
+      { email: 'kept-a@example.com', record_status: 1 },
+      { email: 'kept-b@example.com', record_status: 1 },
+      { email: 'soft-a@example.com', record_status: 2 },
+      { email: 'soft-b@example.com', record_status: 2 },
+    ]);
+    expect(await beta.query('SELECT email_address, state FROM customers ORDER BY email_address')).toEqual([
+      { email_address: 'hard-a@example.com', state: 'deleted' },
+      { email_address: 'kept-a@example.com', state: 'active' },
+      { email_address: 'kept-b@example.com', state: 'active' },
+      { email_address: 'soft-a@example.com', state: 'deleted' },
+      { email_address: 'soft-b@example.com', state: 'deleted' },
+    ]);
+  });
+});
