@@ -98,6 +98,25 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       setExitCode(await (await import('./push-record.js')).pushRecordCommand(singleConfig(options.config, 'push-record'), process.stdout, { sync: options.sync, table: options.table, id: options.id })),
     );
 
+  withConfigOption(program.command('initial-sync'))
+    .description('send every existing row (every table, one table, or one field) through the running daemon; resumable')
+    .option('--sync <name>', 'only this sync')
+    .option('--table <number>', 'only this table (its number in the sync)', positiveInteger('--table'))
+    .option('--field <number>', 'only this field (its number in the sync)', positiveInteger('--field'))
+    .option('--create', 'with --field: create records the peer does not have (by default a field goes only to linked records)')
+    .option('--restart', 'forget how far earlier runs came and send everything again')
+    .action(async (options: ConfigOptions & { sync?: string; table?: number; field?: number; create?: boolean; restart?: boolean }) =>
+      setExitCode(
+        await (await import('./initial-sync.js')).initialSyncCommand(singleConfig(options.config, 'initial-sync'), process.stdout, {
+          ...(options.sync === undefined ? {} : { sync: options.sync }),
+          ...(options.table === undefined ? {} : { table: options.table }),
+          ...(options.field === undefined ? {} : { field: options.field }),
+          create: options.field === undefined || options.create === true,
+          restart: options.restart === true,
+        }),
+      ),
+    );
+
   program
     .command('demo')
     .description('two SQLite instances in a temporary folder, showing what tablesync does')

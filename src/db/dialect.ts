@@ -93,6 +93,14 @@ export interface DialectAdapter {
   /** Whether the marker outlives a rollback (a session variable does; a row does not). */
   readonly markerSurvivesRollback: boolean;
 
+  /**
+   * Inserts rows (each with the same columns) into a table whose key the
+   * database numbers, and returns the new keys in row order. Several rows
+   * per statement where the dialect can say which keys they got; one by one
+   * where it cannot.
+   */
+  insertNumbered(db: AnyKysely, table: string, rows: readonly Record<string, unknown>[]): Promise<string[]>;
+
   /** The insert, update and delete capture triggers of one table. */
   captureTriggers(spec: CaptureSpec): TriggerDefinition[];
 

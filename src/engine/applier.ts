@@ -3,14 +3,15 @@ import type { AnyKysely } from '../db/dialect.js';
 import { stateTables } from '../db/state-names.js';
 import type { ColumnSchema } from '../db/schema-types.js';
 import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
-import type { Batch, BatchEvent, UpsertEvent, WireValue } from '../protocol/batch.js';
+import type { Batch, BatchEvent, InitialEvent, UpsertEvent, WireValue } from '../protocol/batch.js';
+import { InitialApplier } from './initial-applier.js';
 import { BatchRefused } from '../protocol/decode.js';
 import { closeConflicts, conflictWinner, recordConflict } from './conflicts.js';
 import type { EngineContext } from './context.js';
 import { readCursor, readSeq, writeCursor } from './cursors.js';
 import { readVersions, versionOf, writeVersions, type RecordVersions } from './field-versions.js';
 import { absorbJournal, journalPassSize } from './journal-reader.js';
-import { localIdFor, localIdsFor, recordByOrigin, writeLink, writeOrigin } from './links.js';
+import { localIdFor, localIdsFor, recordByOrigin, writeLink, writeOrigins } from './links.js';
 import { chunks, OutboxWriter } from './outbox.js';
 import { checkWire, fromWire, toWire } from './values.js';
 import { VersionClock } from './versions.js';
@@ -42,10 +43,19 @@ export const emptyStats = (): ApplyStats => ({ events: 0, created: 0, updated: 0
  * value too long) is parked with its reason; the rest of the batch goes on.
  */
 export class BatchApplier {
+  readonly #initial: InitialApplier;
+  /** The sending instance of the batch in hand. */
+  #from: string | undefined;
+
   constructor(
     private readonly context: EngineContext,
     private readonly mapping: SyncMapping,
-  ) {}
+  ) {
+    this.#initial = new InitialApplier(context, mapping, async (db, table, fieldNumber, wire, peerRecord) => {
+      const field = table.fieldsByNumber.get(fieldNumber);
+      return field === undefined ? undefined : this.localValue(db, table, field, wire, peerRecord);
+    });
+  }
 
   private get sync(): string {
     return this.mapping.name;
@@ -71,7 +81,7 @@ export class BatchApplier {
         const reason = field.type === 'user' ? undefined : checkWire(value, this.column(table, field));
         if (reason !== undefined) throw new BatchRefused(`${where}: field ${number}: ${table.name}.${reason}`);
       };
-      for (const [number, change] of Object.entries(event.fields)) check(number, change.value);
+      if (event.op === 'upsert') for (const [number, change] of Object.entries(event.fields)) check(number, change.value);
       for (const [number, value] of Object.entries(event.record ?? {})) check(number, value);
     });
   }
@@ -99,14 +109,54 @@ export class BatchApplier {
 
       const stats = emptyStats();
       const outbox = new OutboxWriter();
-      for (const event of batch.events) {
-        await this.applyOrPark(db, event, batch.seq, stats, outbox);
+      this.#from = batch.from;
+      const initial = batch.events.filter((e): e is InitialEvent => e.op === 'initial');
+      if (initial.length > 0 && initial.length === batch.events.length) {
+        await this.applyInitialBatch(db, initial, batch.seq, stats, outbox);
+      } else {
+        for (const event of batch.events) await this.applyOrPark(db, event, batch.seq, stats, outbox);
       }
       await outbox.flush(db);
       await writeCursor(db, this.sync, 'in', batch.seq);
       await clock.save(db);
       return { kind: 'applied', stats };
     });
+  }
+
+  /**
+   * An initial sync's batch, table by table in bulk; when the database
+   * refuses part of it, that table's events are applied one by one so that
+   * only the refused records are parked.
+   */
+  private async applyInitialBatch(db: AnyKysely, events: readonly InitialEvent[], batchSeq: number, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+    const byTable = new Map<MappedTable, InitialEvent[]>();
+    for (const event of events) {
+      const table = this.mapping.tablesByNumber.get(event.table);
+      if (table !== undefined) byTable.set(table, [...(byTable.get(table) ?? []), event]);
+    }
+    for (const [table, tableEvents] of byTable) {
+      const own = new OutboxWriter();
+      const tableStats = emptyStats();
+      await sql.raw('SAVEPOINT tablesync_bulk').execute(db);
+      try {
+        await this.#initial.apply(db, table, tableEvents, await this.#peer(db), tableStats, own);
+        await sql.raw('RELEASE SAVEPOINT tablesync_bulk').execute(db);
+        outbox.absorb(own);
+        for (const key of Object.keys(stats) as (keyof ApplyStats)[]) stats[key] += tableStats[key];
+        stats.events += tableEvents.length;
+      } catch (err) {
+        if (this.context.database.adapter.dataErrorReason(err) === undefined) throw err;
+        await sql.raw('ROLLBACK TO SAVEPOINT tablesync_bulk').execute(db);
+        await sql.raw('RELEASE SAVEPOINT tablesync_bulk').execute(db);
+        for (const event of tableEvents) await this.applyOrPark(db, event, batchSeq, stats, outbox);
+      }
+    }
+  }
+
+  /** The peer's instance name: the batch's sender, or (retrying a parked change) the one recorded. */
+  async #peer(db: AnyKysely): Promise<string> {
+    this.#from ??= (await readCursor(db, this.sync, 'peer')) ?? '';
+    return this.#from;
   }
 
   /** Applies one event, or parks it with the reason the database gave. */
@@ -176,11 +226,12 @@ export class BatchApplier {
   private async applyEvent(db: AnyKysely, event: BatchEvent, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
     const table = this.mapping.tablesByNumber.get(event.table);
     if (table === undefined) return;
+    if (event.op === 'initial') return this.#initial.apply(db, table, [event], await this.#peer(db), stats, outbox);
     const localId = await this.resolveLocal(db, table, event);
     if (event.op === 'delete') return this.applyDelete(db, table, localId, stats, outbox);
     if (localId !== undefined) return this.update(db, table, event, localId, stats, outbox);
     // Reached us by another path already (a ring): link it, then treat this as an update.
-    const known = event.origin === undefined ? undefined : await recordByOrigin(db, table.name, event.origin, this.context.config.instance);
+    const known = event.origin === undefined ? undefined : await recordByOrigin(db, this.context, table.name, event.origin);
     if (known !== undefined && (await this.unlinked(db, table, known))) {
       await writeLink(db, this.sync, table.number, known, event.id);
       return this.update(db, table, event, known, stats, outbox);
@@ -238,9 +289,8 @@ export class BatchApplier {
     const localId = result.insertId === undefined || result.insertId === 0n ? undefined : String(result.insertId);
     if (localId === undefined) throw new Error(`${table.name} did not number the new record; its key ${table.key} must be numbered by the database`);
     await writeLink(db, this.sync, table.number, localId, event.id);
-    // Peers always send the origin with a full record; a batch without one names the peer as the birthplace.
-    const origin = event.origin ?? `${(await readCursor(db, this.sync, 'peer')) ?? 'peer'}/${event.id}`;
-    await writeOrigin(db, table.name, localId, origin);
+    // Peers always send the origin with a full record; without one, the peer is the birthplace.
+    await writeOrigins(db, table.name, [{ localId, origin: event.origin ?? `${await this.#peer(db)}/${event.id}` }]);
     const versions: RecordVersions = new Map([[localId, new Map()]]);
     for (const [number, change] of Object.entries(event.fields)) {
       const field = table.fieldsByNumber.get(Number(number));

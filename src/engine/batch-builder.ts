@@ -15,6 +15,14 @@ interface OutboxRow {
   deleted: number;
 }
 
+/**
+ * The next batch number of a sync, read locked: the daemon and a command
+ * (initial-sync) may both be numbering batches of the same sync.
+ */
+export async function nextSeq(context: EngineContext, db: AnyKysely, sync: string): Promise<number> {
+  return (await readSeq(db, sync, 'out', context.database.adapter.lockingReads)) + 1;
+}
+
 export interface BuiltBatch {
   readonly batch: Batch;
   readonly body: string;
@@ -71,7 +79,7 @@ export async function buildBatch(
   const takenByTable = new Map<number, OutboxRow[]>();
   for (const { entry } of taken) takenByTable.set(entry.table_number, [...(takenByTable.get(entry.table_number) ?? []), entry]);
 
-  const seq = (await readSeq(db, mapping.name, 'out')) + 1;
+  const seq = await nextSeq(context, db, mapping.name);
   const batch: Batch = {
     protocol: protocolVersion,
     sync: mapping.name,

@@ -7,9 +7,10 @@ import { stateTables } from '../db/state-names.js';
  * - `out`: the last batch we built;
  * - `acked`: the last of ours the peer confirmed;
  * - `peer`: the peer's instance name, learnt from its first batch;
- * - `last-in-at`, `last-out-at`: when a batch last arrived and last left (ms).
+ * - `last-in-at`, `last-out-at`: when a batch last arrived and last left (ms);
+ * - `initial:<table>[:<field>]`: how far an initial sync has come (JSON).
  */
-export type CursorName = 'in' | 'out' | 'acked' | 'peer' | 'last-in-at' | 'last-out-at';
+export type CursorName = 'in' | 'out' | 'acked' | 'peer' | 'last-in-at' | 'last-out-at' | `initial:${string}`;
 
 export async function readCursor(db: AnyKysely, sync: string, name: CursorName, lock = false): Promise<string | undefined> {
   let query = db.selectFrom(stateTables.cursors).select('position').where('sync_name', '=', sync).where('name', '=', name);

@@ -1,5 +1,7 @@
 import type { AnyKysely } from '../db/dialect.js';
 import { stateTables } from '../db/state-names.js';
+import type { EngineContext } from './context.js';
+import { readCursor } from './cursors.js';
 import { chunks } from './outbox.js';
 
 /** Our record id → the peer's, for the given records of one table of one sync. */
@@ -72,9 +74,23 @@ export async function readOrigins(db: AnyKysely, table: string, localIds: readon
   return out;
 }
 
-/** Our record born at `origin`, if we have it: one born here, or one created here on a peer's behalf. */
-export async function recordByOrigin(db: AnyKysely, table: string, origin: string, instance: string): Promise<string | undefined> {
+/**
+ * Our record born at `origin` (`<instance>/<id>`), if we have it: one born
+ * here; one linked to its birthplace directly (a sync whose peer is that
+ * instance); or one created here on behalf of a farther instance, whose
+ * birthplace tablesync_origins remembers.
+ */
+export async function recordByOrigin(db: AnyKysely, context: Pick<EngineContext, 'config' | 'mappings'>, table: string, origin: string): Promise<string | undefined> {
+  const instance = context.config.instance;
   if (origin.startsWith(`${instance}/`)) return origin.slice(instance.length + 1);
+  const slash = origin.indexOf('/');
+  const [born, id] = [origin.slice(0, slash), origin.slice(slash + 1)];
+  for (const mapping of context.mappings) {
+    const theirs = mapping.tablesByName.get(table);
+    if (theirs === undefined || (await readCursor(db, mapping.name, 'peer')) !== born) continue;
+    const local = await localIdFor(db, mapping.name, theirs.number, id);
+    if (local !== undefined) return local;
+  }
   const row = (await db
     .selectFrom(stateTables.origins)
     .select('record_id')
@@ -84,6 +100,17 @@ export async function recordByOrigin(db: AnyKysely, table: string, origin: strin
   return row?.record_id;
 }
 
-export async function writeOrigin(db: AnyKysely, table: string, localId: string, origin: string): Promise<void> {
-  await db.insertInto(stateTables.origins).values({ table_name: table, record_id: localId, origin }).execute();
+/**
+ * Remembers where records created here on a peer's behalf were born. Every
+ * one needs it, even one born at the peer that sent it: passing it on to a
+ * third instance, we must say it was born there, and a link cannot tell
+ * which side created a record.
+ */
+export async function writeOrigins(db: AnyKysely, table: string, records: readonly { localId: string; origin: string }[]): Promise<void> {
+  for (const chunk of chunks(records, 500)) {
+    await db
+      .insertInto(stateTables.origins)
+      .values(chunk.map((r) => ({ table_name: table, record_id: r.localId, origin: r.origin })))
+      .execute();
+  }
 }

@@ -6,7 +6,9 @@ import type { SyncSession } from './sync-session.js';
 /**
  * Runs a sync's exchanges: every `every`, or on the `schedule`, and as soon
  * as the transport says something arrived. Never two at once: a request
- * during an exchange runs one more exchange right after it.
+ * during an exchange runs one more exchange right after it, and so does an
+ * exchange that moved anything (a backlog drains at full speed, not one
+ * batch per period).
  */
 export class ExchangeScheduler {
   #timer: NodeJS.Timeout | undefined;
@@ -15,6 +17,7 @@ export class ExchangeScheduler {
   #again = false;
   #stopped = false;
   #failures = 0;
+  #busy = false;
 
   constructor(
     private readonly session: SyncSession,
@@ -41,7 +44,7 @@ export class ExchangeScheduler {
     this.#running = this.#run().finally(() => {
       this.#running = undefined;
       if (this.#stopped) return;
-      if (this.#again) {
+      if (this.#again || this.#busy) {
         this.#again = false;
         this.trigger();
       } else if (this.sync.everyMs !== undefined) {
@@ -54,8 +57,10 @@ export class ExchangeScheduler {
     try {
       const report = await this.session.exchange();
       this.#failures = 0;
-      if (report.received + report.sent + report.resent + report.refused > 0) this.logger.debug(report, 'exchange done');
+      this.#busy = report.received + report.sent + report.resent > 0;
+      if (this.#busy || report.refused > 0) this.logger.debug(report, 'exchange done');
     } catch (err) {
+      this.#busy = false;
       this.#failures += 1;
       this.logger.error({ err, failures: this.#failures }, 'exchange failed; trying again');
     }

@@ -59,6 +59,26 @@ const upsertEvent = {
   },
 } as const;
 
+const initialEvent = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['op', 'table', 'id', 'origin', 'record', 'create'],
+  properties: {
+    op: { const: 'initial' },
+    table: tableNumber,
+    id: recordId,
+    peerId: recordId,
+    origin: { type: 'string', maxLength: 255, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}/.{1,191}$' },
+    record: {
+      type: 'object',
+      maxProperties: 1000,
+      propertyNames: { pattern: fieldNumberKey },
+      additionalProperties: wireValue,
+    },
+    create: { type: 'boolean' },
+  },
+} as const;
+
 const deleteEvent = {
   type: 'object',
   additionalProperties: false,
@@ -84,9 +104,9 @@ export const batchSchema = {
       items: {
         type: 'object',
         required: ['op'],
-        properties: { op: { enum: ['upsert', 'delete'] } },
+        properties: { op: { enum: ['upsert', 'delete', 'initial'] } },
         discriminator: { propertyName: 'op' },
-        oneOf: [upsertEvent, deleteEvent],
+        oneOf: [upsertEvent, deleteEvent, initialEvent],
       },
     },
   },

@@ -54,7 +54,25 @@ export interface DeleteEvent {
   readonly peerId?: string;
 }
 
-export type BatchEvent = UpsertEvent | DeleteEvent;
+/**
+ * A record sent by `tablesync initial-sync`: its values become the base both
+ * sides agree on. The receiver finds its own record (by link, birthplace or
+ * the table's `match:` fields) or creates one when `create` allows; a field
+ * it has changed since the two were linked keeps its own, newer value.
+ */
+export interface InitialEvent {
+  readonly op: 'initial';
+  readonly table: number;
+  readonly id: string;
+  readonly peerId?: string;
+  readonly origin: string;
+  /** Values by field number: every field the sender sends, or the one field of a per-field initial sync. */
+  readonly record: Readonly<Record<string, WireValue>>;
+  /** Whether the receiver may create a record it does not have (a per-field initial sync does not, unless asked). */
+  readonly create: boolean;
+}
+
+export type BatchEvent = UpsertEvent | DeleteEvent | InitialEvent;
 
 export interface Batch {
   readonly protocol: typeof protocolVersion;

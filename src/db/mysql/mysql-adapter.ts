@@ -72,6 +72,25 @@ export const mysqlAdapter: DialectAdapter = {
     await sql`SET @tablesync_applying = NULL`.execute(connection);
   },
 
+  async insertNumbered(db, table, rows) {
+    const settings = (await sql<{ mode: number | string; step: number | string }>`
+      SELECT @@innodb_autoinc_lock_mode AS mode, @@auto_increment_increment AS step`.execute(db)).rows[0];
+    const ids: string[] = [];
+    // Lock modes 0 and 1 give a multi-row INSERT consecutive keys (spaced by the increment); mode 2 may interleave them.
+    if (Number(settings?.mode) <= 1) {
+      const step = BigInt(settings?.step ?? 1);
+      for (let i = 0; i < rows.length; i += 500) {
+        const chunk = rows.slice(i, i + 500);
+        const result = await db.insertInto(table).values(chunk).executeTakeFirst();
+        const first = BigInt(result.insertId ?? 0n);
+        for (let k = 0; k < chunk.length; k++) ids.push(String(first + BigInt(k) * step));
+      }
+      return ids;
+    }
+    for (const row of rows) ids.push(String((await db.insertInto(table).values(row).executeTakeFirst()).insertId));
+    return ids;
+  },
+
   captureTriggers: mysqlCaptureTriggers,
 
   async listCaptureTriggers(db) {

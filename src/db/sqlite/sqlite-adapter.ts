@@ -73,6 +73,21 @@ export const sqliteAdapter: DialectAdapter = {
     await sql.raw(`DELETE FROM ${quoteSqlite(stateTables.applier)}`).execute(connection);
   },
 
+  async insertNumbered(db, table, rows) {
+    const ids: string[] = [];
+    const columns = Object.keys(rows[0] ?? {});
+    // SQLite allows 32766 parameters per statement.
+    const perStatement = Math.max(1, Math.floor(30_000 / Math.max(1, columns.length)));
+    for (let i = 0; i < rows.length; i += perStatement) {
+      const chunk = rows.slice(i, i + perStatement);
+      await db.insertInto(table).values(chunk).execute();
+      // Inside our write transaction nobody else inserts: the chunk's rowids are the ones just below the last.
+      const last = Number((await sql<{ id: number }>`SELECT last_insert_rowid() AS id`.execute(db)).rows[0]?.id);
+      for (let k = chunk.length - 1; k >= 0; k--) ids.push(String(last - k));
+    }
+    return ids;
+  },
+
   captureTriggers: sqliteCaptureTriggers,
 
   async listCaptureTriggers(db) {

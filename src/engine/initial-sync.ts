@@ -1,0 +1,249 @@
+import type { AnyKysely } from '../db/dialect.js';
+import { stateTables } from '../db/state-names.js';
+import { UsageError } from '../errors.js';
+import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
+import { protocolVersion, type Batch, type InitialEvent, type WireValue } from '../protocol/batch.js';
+import { nextSeq } from './batch-builder.js';
+import type { EngineContext } from './context.js';
+import { readCursor, readSeq, writeCursor } from './cursors.js';
+import { readLinks, readOrigins } from './links.js';
+import { toWire } from './values.js';
+
+/** What one initial sync sends: a table of a sync, whole or one field of it. */
+export interface InitialSyncPart {
+  readonly mapping: SyncMapping;
+  readonly table: MappedTable;
+  /** Only this field (and no new records on the peer unless `create`). */
+  readonly field?: MappedField;
+  readonly create: boolean;
+}
+
+export interface InitialSyncProgress {
+  readonly sync: string;
+  readonly table: string;
+  readonly field?: string;
+  /** Rows of this part queued so far, resumed runs included. */
+  readonly queued: number;
+  /** Rows of this part in all. */
+  readonly total: number;
+  readonly done: boolean;
+}
+
+/** Timing and sizes; defaults suit a million rows over a LAN. */
+export interface InitialSyncPolicy {
+  /** Rows read per chunk at most; a chunk also stops before the transport's batch size limit. Default 20,000. */
+  readonly chunkRows: number;
+  /** Batches waiting for the peer's acknowledgement before the next chunk is read. Default 4, half the daemon's window. */
+  readonly window: number;
+  /** How often the queue is looked at while waiting, in ms. Default 50. */
+  readonly pollMs: number;
+}
+
+export const defaultInitialSyncPolicy: InitialSyncPolicy = { chunkRows: 20_000, window: 4, pollMs: 50 };
+
+interface Position {
+  /** The key of the last row queued, as text; null before the first. */
+  last: string | null;
+  queued: number;
+  done: boolean;
+}
+
+/** Picks the parts named on the command line: every table of every sync, one sync, one table, or one field. */
+export function initialSyncParts(
+  context: EngineContext,
+  options: { sync?: string; table?: number; field?: number; create: boolean },
+): InitialSyncPart[] {
+  const mappings = options.sync === undefined ? context.mappings : context.mappings.filter((m) => m.name === options.sync);
+  if (options.sync !== undefined && mappings.length === 0) {
+    throw new UsageError(`${context.config.file} has no sync named "${options.sync}" (its syncs: ${context.mappings.map((m) => m.name).join(', ')})`);
+  }
+  if ((options.table !== undefined || options.field !== undefined) && mappings.length !== 1) {
+    throw new UsageError('--table and --field need --sync when the instance has several syncs (numbers belong to a sync)');
+  }
+  const parts: InitialSyncPart[] = [];
+  for (const mapping of mappings) {
+    for (const table of mapping.tablesByNumber.values()) {
+      if (options.table !== undefined && table.number !== options.table) continue;
+      if (options.field === undefined) {
+        parts.push({ mapping, table, create: true });
+        continue;
+      }
+      const field = table.fieldsByNumber.get(options.field);
+      if (field === undefined) continue;
+      if (!field.sends) throw new UsageError(`field ${field.number} (${table.name}.${field.column}) is ${field.direction} here: it never travels from this side`);
+      parts.push({ mapping, table, field, create: options.create });
+    }
+  }
+  if (parts.length === 0) {
+    const what = options.field !== undefined ? `field ${options.field}` : `table ${options.table ?? '?'}`;
+    throw new UsageError(`no synced ${what} in ${mappings.map((m) => `sync "${m.name}"`).join(', ')}`);
+  }
+  return parts;
+}
+
+/**
+ * Queues every existing row of each part as batches for the daemon to send
+ * (`tablesync run`), reading in key order in chunks (keyset pagination:
+ * never OFFSET, never the whole table in memory). Each chunk is queued in
+ * one transaction with the position reached, so a crash or a stop resumes
+ * where it left off. Waits while the peer has not acknowledged `window`
+ * batches, so the queue never outgrows what the peer takes.
+ *
+ * Changes the application makes meanwhile travel as ordinary changes,
+ * numbered after the chunk that read the older value: they are not lost and
+ * do not go backwards.
+ */
+export class InitialSync {
+  #stopped = false;
+
+  constructor(
+    private readonly context: EngineContext,
+    private readonly parts: readonly InitialSyncPart[],
+    private readonly maxBatchBytes: number,
+    private readonly onProgress: (progress: InitialSyncProgress) => void,
+    private readonly policy: InitialSyncPolicy = defaultInitialSyncPolicy,
+  ) {}
+
+  /** Finishes the chunk in hand, then returns; the next run resumes. */
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  async run(): Promise<{ rows: number; lastSeq: number }> {
+    let rows = 0;
+    let lastSeq = 0;
+    for (const part of this.parts) {
+      const total = await this.#count(part);
+      for (;;) {
+        if (this.#stopped) return { rows, lastSeq };
+        await this.#waitForRoom(part.mapping.name);
+        const chunk = await this.context.database.transaction((db) => this.#queueChunk(db, part));
+        this.onProgress({ ...this.#describe(part), queued: chunk.position.queued, total, done: chunk.position.done });
+        if (chunk.seq !== undefined) lastSeq = Math.max(lastSeq, chunk.seq);
+        rows += chunk.rows;
+        if (chunk.position.done) break;
+      }
+    }
+    return { rows, lastSeq };
+  }
+
+  /** Resolves once the peer has acknowledged every batch up to `seq` of every part's sync. */
+  async acknowledged(seq: number): Promise<void> {
+    const syncs = [...new Set(this.parts.map((p) => p.mapping.name))];
+    for (;;) {
+      const acked = await Promise.all(syncs.map((sync) => readSeq(this.context.database.kysely, sync, 'acked')));
+      if (acked.every((a) => a >= seq) || this.#stopped) return;
+      await sleep(this.policy.pollMs * 4);
+    }
+  }
+
+  #describe(part: InitialSyncPart): { sync: string; table: string; field?: string } {
+    return { sync: part.mapping.name, table: part.table.name, ...(part.field === undefined ? {} : { field: part.field.column }) };
+  }
+
+  async #count(part: InitialSyncPart): Promise<number> {
+    const row = (await this.context.database.kysely
+      .selectFrom(part.table.name)
+      .select((eb) => eb.fn.countAll<number | string>().as('n'))
+      .executeTakeFirst()) as { n: number | string } | undefined;
+    return Number(row?.n ?? 0);
+  }
+
+  async #waitForRoom(sync: string): Promise<void> {
+    for (;;) {
+      const row = (await this.context.database.kysely
+        .selectFrom(stateTables.batchesOut)
+        .select((eb) => eb.fn.countAll<number | string>().as('n'))
+        .where('sync_name', '=', sync)
+        .executeTakeFirst()) as { n: number | string } | undefined;
+      if (Number(row?.n ?? 0) < this.policy.window || this.#stopped) return;
+      await sleep(this.policy.pollMs);
+    }
+  }
+
+  async #queueChunk(db: AnyKysely, part: InitialSyncPart): Promise<{ rows: number; seq?: number; position: Position }> {
+    const { mapping, table } = part;
+    const cursor = cursorName(part);
+    const lock = this.context.database.adapter.lockingReads;
+    const stored = await readCursor(db, mapping.name, cursor, lock);
+    const position: Position = stored === undefined ? { last: null, queued: 0, done: false } : (JSON.parse(stored) as Position);
+    if (position.done) return { rows: 0, position };
+
+    const fields = part.field === undefined ? table.fields.filter((f) => f.sends) : [part.field];
+    let query = db
+      .selectFrom(table.name)
+      .select([...new Set([table.key, ...fields.map((f) => f.column)])])
+      .orderBy(table.key)
+      .limit(this.policy.chunkRows);
+    if (position.last !== null) query = query.where(table.key, '>', position.last);
+    const rows = (await query.execute()) as Record<string, unknown>[];
+    if (rows.length === 0) {
+      const finished = { ...position, done: true };
+      await writeCursor(db, mapping.name, cursor, JSON.stringify(finished));
+      return { rows: 0, position: finished };
+    }
+
+    const ids = rows.map((r) => String(r[table.key]));
+    const links = await readLinks(db, mapping.name, table.number, ids);
+    const origins = await readOrigins(db, table.name, ids, this.context.config.instance);
+    const events: InitialEvent[] = [];
+    // The batch must fit the transport: stop before the row that would overflow it (the first one always goes).
+    let bytes = 512;
+    for (const row of rows) {
+      const id = String(row[table.key]);
+      const record: Record<string, WireValue> = {};
+      for (const field of fields) {
+        record[field.number] =
+          field.type === 'user' && this.context.users !== undefined ? await this.context.users.toWire(db, row[field.column], mapping.sync.users) : toWire(row[field.column]);
+      }
+      const peerId = links.get(id);
+      const event: InitialEvent = {
+        op: 'initial',
+        table: table.number,
+        id,
+        ...(peerId === undefined ? {} : { peerId }),
+        origin: origins.get(id) ?? `${this.context.config.instance}/${id}`,
+        record,
+        create: part.create,
+      };
+      const size = Buffer.byteLength(JSON.stringify(event)) + 1;
+      if (events.length > 0 && bytes + size > this.maxBatchBytes) break;
+      bytes += size;
+      events.push(event);
+    }
+
+    const seq = await nextSeq(this.context, db, mapping.name);
+    const batch: Batch = {
+      protocol: protocolVersion,
+      sync: mapping.name,
+      from: this.context.config.instance,
+      seq,
+      ack: await readSeq(db, mapping.name, 'in'),
+      sentAt: Date.now(),
+      events,
+    };
+    await db.insertInto(stateTables.batchesOut).values({ sync_name: mapping.name, seq, body: JSON.stringify(batch), events: events.length, created_at: Date.now() }).execute();
+    await writeCursor(db, mapping.name, 'out', seq);
+    const last = events.at(-1)?.id ?? position.last;
+    const next: Position = { last, queued: position.queued + events.length, done: false };
+    await writeCursor(db, mapping.name, cursor, JSON.stringify(next));
+    return { rows: events.length, seq, position: next };
+  }
+}
+
+export function cursorName(part: Pick<InitialSyncPart, 'table' | 'field'>): `initial:${string}` {
+  return `initial:${part.table.number}${part.field === undefined ? '' : `:${part.field.number}`}`;
+}
+
+/** Forgets how far earlier runs came, so that the next run starts again from the first row. */
+export async function restartInitialSync(context: EngineContext, parts: readonly InitialSyncPart[]): Promise<void> {
+  await context.database.transaction(async (db) => {
+    for (const part of parts) {
+      await db.deleteFrom(stateTables.cursors).where('sync_name', '=', part.mapping.name).where('name', '=', cursorName(part)).execute();
+    }
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
