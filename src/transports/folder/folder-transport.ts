@@ -5,6 +5,7 @@ import { basename, join, resolve } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { FolderTransportConfig } from '../../config/types.js';
 import { isBatchFileName } from '../batch-file-name.js';
+import { ArrivalListeners } from '../arrival-listeners.js';
 import type { IncomingBatch, OutgoingBatch, Transport } from '../transport.js';
 import { TransportClosedError } from '../transport-closed-error.js';
 import { folderPolicy } from './folder-policy.js';
@@ -64,12 +65,11 @@ export class FolderTransport implements Transport {
   #closed = false;
   #closing: Promise<void> | undefined;
 
-  readonly #listeners = new Set<() => void>();
+  readonly #arrivals: ArrivalListeners;
   #watching: Promise<void> | undefined;
   #watcher: FSWatcher | undefined;
   #stopWaitingForWatcher: (() => void) | undefined;
   #scanTimer: NodeJS.Timeout | undefined;
-  #arrivalTimer: NodeJS.Timeout | undefined;
   #scanning = false;
   #lastListing: ReadonlySet<string> | undefined;
   #lastScanProblem: string | undefined;
@@ -82,6 +82,7 @@ export class FolderTransport implements Transport {
     this.#scanIntervalMs = options.scanIntervalMs ?? folderPolicy.scanIntervalMs;
     this.#watch = options.watch ?? true;
     this.#logger = options.logger ?? silentLogger;
+    this.#arrivals = new ArrivalListeners('folder', this.#logger, folderPolicy.arrivalDelayMs);
   }
 
   async send(batch: OutgoingBatch): Promise<void> {
@@ -176,14 +177,14 @@ export class FolderTransport implements Transport {
    */
   onArrival(listener: () => void): void {
     this.#assertOpen('watch for arrivals');
-    this.#listeners.add(listener);
+    this.#arrivals.add(listener);
     if (this.#watching === undefined) {
       this.#scanTimer = setInterval(() => void this.#scan(), this.#scanIntervalMs);
       this.#scanTimer.unref();
       this.#watching = this.#startWatcher().then(() => this.#scan());
     }
     this.#watching
-      .then(() => this.#scheduleArrival())
+      .then(() => this.#arrivals.signal())
       .catch((err: unknown) => this.#logger.warn({ err, folder: this.#download }, `watching ${this.#download} could not start`));
   }
 
@@ -201,8 +202,7 @@ export class FolderTransport implements Transport {
   async #close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#scanTimer);
-    clearTimeout(this.#arrivalTimer);
-    this.#listeners.clear();
+    this.#arrivals.close();
     this.#stopWaitingForWatcher?.();
     const watcher = this.#watcher;
     this.#watcher = undefined;
@@ -383,8 +383,8 @@ export class FolderTransport implements Transport {
       ignored: (path) => resolve(path) !== this.#download && !isBatchFileName(basename(path)),
     });
     this.#watcher = watcher;
-    watcher.on('add', () => this.#scheduleArrival());
-    watcher.on('change', () => this.#scheduleArrival());
+    watcher.on('add', () => this.#arrivals.signal());
+    watcher.on('change', () => this.#arrivals.signal());
     watcher.on('error', (err) => {
       this.#logger.warn({ err, folder: this.#download }, `watching ${this.#download} failed; arrivals are still found by scanning`);
     });
@@ -404,7 +404,7 @@ export class FolderTransport implements Transport {
       const previous = this.#lastListing;
       this.#lastListing = names;
       this.#lastScanProblem = undefined;
-      if (previous !== undefined && [...names].some((name) => !previous.has(name))) this.#scheduleArrival();
+      if (previous !== undefined && [...names].some((name) => !previous.has(name))) this.#arrivals.signal();
     } catch (err) {
       const errno = errnoOf(err) ?? 'unknown';
       // Reported when the problem starts or changes, not every second while it lasts.
@@ -415,22 +415,6 @@ export class FolderTransport implements Transport {
     } finally {
       this.#scanning = false;
     }
-  }
-
-  #scheduleArrival(): void {
-    if (this.#closed || this.#arrivalTimer !== undefined) return;
-    this.#arrivalTimer = setTimeout(() => {
-      this.#arrivalTimer = undefined;
-      if (this.#closed) return;
-      for (const listener of this.#listeners) {
-        try {
-          listener();
-        } catch (err) {
-          this.#logger.warn({ err }, 'an arrival listener of the folder transport threw');
-        }
-      }
-    }, folderPolicy.arrivalDelayMs);
-    this.#arrivalTimer.unref();
   }
 
   /** Wraps a file-system error into one sentence: what failed, why, and what to do. */

@@ -7,6 +7,7 @@ import { rootCertificates, type ConnectionOptions } from 'node:tls';
 import { Client } from 'basic-ftp';
 import type { FtpTransportConfig } from '../../config/types.js';
 import { isBatchFileName } from '../batch-file-name.js';
+import { ArrivalListeners } from '../arrival-listeners.js';
 import type { IncomingBatch, OutgoingBatch, Transport } from '../transport.js';
 import { TransportClosedError } from '../transport-closed-error.js';
 import { ftpPolicy, type FtpPolicy } from './ftp-policy.js';
@@ -124,10 +125,9 @@ export class FtpTransport implements Transport {
   /** Ends a pause between connection attempts early, when the transport is closed. */
   #wake: (() => void) | undefined;
 
-  readonly #listeners = new Set<() => void>();
+  readonly #arrivals: ArrivalListeners;
   #watching: Promise<void> | undefined;
   #pollTimer: NodeJS.Timeout | undefined;
-  #arrivalTimer: NodeJS.Timeout | undefined;
   #polling = false;
   /** The batch names of the download folder's latest listing, by `receive` or by the arrival poll. */
   #lastListing: { readonly names: ReadonlySet<string>; readonly at: number } | undefined;
@@ -149,6 +149,7 @@ export class FtpTransport implements Transport {
     this.#pollIntervalMs = options.pollIntervalMs ?? this.#policy.pollIntervalMs;
     this.#caFile = options.caFile;
     this.#logger = options.logger ?? silentLogger;
+    this.#arrivals = new ArrivalListeners('ftp', this.#logger);
     this.maxBatchBytes = this.#policy.maxBatchBytes;
   }
 
@@ -237,13 +238,13 @@ export class FtpTransport implements Transport {
    */
   onArrival(listener: () => void): void {
     this.#assertOpen('watch for arrivals');
-    this.#listeners.add(listener);
+    this.#arrivals.add(listener);
     if (this.#watching === undefined) {
       this.#watching = this.#poll();
       this.#pollTimer = setInterval(() => void this.#poll(), this.#pollIntervalMs);
       this.#pollTimer.unref();
     }
-    void this.#watching.then(() => this.#scheduleArrival());
+    void this.#watching.then(() => this.#arrivals.signal());
   }
 
   /**
@@ -261,8 +262,7 @@ export class FtpTransport implements Transport {
   async #close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#pollTimer);
-    clearTimeout(this.#arrivalTimer);
-    this.#listeners.clear();
+    this.#arrivals.close();
     this.#wake?.();
     await this.#tail;
     this.#disconnect();
@@ -508,7 +508,7 @@ export class FtpTransport implements Transport {
       );
       this.#lastPollProblem = undefined;
       const now = this.#lastListing?.names ?? new Set<string>();
-      if (before !== undefined && [...now].some((name) => !before.has(name))) this.#scheduleArrival();
+      if (before !== undefined && [...now].some((name) => !before.has(name))) this.#arrivals.signal();
     } catch (err) {
       // Nothing known: whatever the next listing finds counts as arrived.
       this.#lastListing ??= { names: new Set(), at: 0 };
@@ -521,22 +521,6 @@ export class FtpTransport implements Transport {
     } finally {
       this.#polling = false;
     }
-  }
-
-  #scheduleArrival(): void {
-    if (this.#closed || this.#arrivalTimer !== undefined) return;
-    this.#arrivalTimer = setTimeout(() => {
-      this.#arrivalTimer = undefined;
-      if (this.#closed) return;
-      for (const listener of this.#listeners) {
-        try {
-          listener();
-        } catch (err) {
-          this.#logger.warn({ err }, 'an arrival listener of the ftp transport threw');
-        }
-      }
-    }, 0);
-    this.#arrivalTimer.unref();
   }
 
   #describe(): string {

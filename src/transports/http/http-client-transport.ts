@@ -3,6 +3,7 @@ import { rootCertificates } from 'node:tls';
 import { Agent, request } from 'undici';
 import type { HttpTransportConfig } from '../../config/types.js';
 import { TablesyncError, redactUrl } from '../../errors.js';
+import { ArrivalListeners } from '../arrival-listeners.js';
 import type { IncomingBatch, OutgoingBatch, Transport } from '../transport.js';
 import { TransportClosedError } from '../transport-closed-error.js';
 import { HttpAuth, signatureHeaders, type AuthRefusal, type HeaderBag } from './http-auth.js';
@@ -107,8 +108,7 @@ export class HttpClientTransport implements Transport {
   #closing: Promise<void> | undefined;
   /** Wakes the backoff waits in progress, so that close() does not wait for them. */
   readonly #sleepers = new Set<() => void>();
-  readonly #listeners = new Set<() => void>();
-  #arrivalScheduled = false;
+  readonly #arrivals: ArrivalListeners;
 
   constructor(sync: string, config: Pick<HttpTransportConfig, 'password'> & { readonly url: string }, options: HttpClientTransportOptions = {}) {
     this.#sync = sync;
@@ -132,6 +132,7 @@ export class HttpClientTransport implements Transport {
     this.#caFile = options.ca;
     this.#random = options.random ?? Math.random;
     this.#logger = options.logger ?? silentLogger;
+    this.#arrivals = new ArrivalListeners('http', this.#logger);
   }
 
   async send(batch: OutgoingBatch): Promise<void> {
@@ -159,7 +160,7 @@ export class HttpClientTransport implements Transport {
     const answer = await this.#call(action, 'GET', httpPaths.outbox(this.#sync, { maxBytes: receivePageBytes, maxCount: receivePageBatches }), undefined, limit);
     const page = parsePage(answer.body);
     if (page === undefined) throw this.#badAnswer(action, 'a list of batches');
-    if (page.more) this.#scheduleArrival();
+    if (page.more) this.#arrivals.signal();
     return page.batches
       .map((entry) => this.#incoming(entry))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -168,8 +169,8 @@ export class HttpClientTransport implements Transport {
   /** Calls `listener` once now (nothing can be watched: the passive side cannot call us), and when the peer said more batches wait. */
   onArrival(listener: () => void): void {
     this.#assertOpen('watch for arrivals');
-    this.#listeners.add(listener);
-    this.#scheduleArrival();
+    this.#arrivals.add(listener);
+    this.#arrivals.signal();
   }
 
   async publishDescription(body: Buffer): Promise<void> {
@@ -208,7 +209,7 @@ export class HttpClientTransport implements Transport {
 
   async #close(): Promise<void> {
     this.#closed = true;
-    this.#listeners.clear();
+    this.#arrivals.close();
     for (const wake of this.#sleepers) wake();
     const agent = await this.#agent?.catch(() => undefined);
     await agent?.close();
@@ -449,22 +450,6 @@ export class HttpClientTransport implements Transport {
       };
       const timer = setTimeout(wake, ms);
       this.#sleepers.add(wake);
-    });
-  }
-
-  #scheduleArrival(): void {
-    if (this.#arrivalScheduled || this.#listeners.size === 0) return;
-    this.#arrivalScheduled = true;
-    setImmediate(() => {
-      this.#arrivalScheduled = false;
-      if (this.#closed) return;
-      for (const listener of this.#listeners) {
-        try {
-          listener();
-        } catch (err) {
-          this.#logger.warn({ err }, 'an arrival listener of the http transport threw');
-        }
-      }
     });
   }
 

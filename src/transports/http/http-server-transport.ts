@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { ArrivalListeners } from '../arrival-listeners.js';
 import type { IncomingBatch, OutgoingBatch, Transport } from '../transport.js';
 import { TransportClosedError } from '../transport-closed-error.js';
 import { resolveHttpPolicy, type HttpPolicy } from './http-policy.js';
@@ -74,8 +75,7 @@ export class HttpServerTransport implements Transport {
   readonly #outbox = new Map<string, Waiting>();
   #ourDescription: Buffer | undefined;
   #peerDescription: Buffer | undefined;
-  readonly #listeners = new Set<() => void>();
-  #arrivalScheduled = false;
+  readonly #arrivals: ArrivalListeners;
   #closed = false;
 
   constructor(
@@ -85,6 +85,7 @@ export class HttpServerTransport implements Transport {
     this.#policy = resolveHttpPolicy(options.policy);
     this.maxBatchBytes = this.#policy.maxBatchBytes;
     this.#logger = options.logger ?? silentLogger;
+    this.#arrivals = new ArrivalListeners('http', this.#logger);
   }
 
   async send(batch: OutgoingBatch): Promise<void> {
@@ -126,8 +127,8 @@ export class HttpServerTransport implements Transport {
   /** Calls `listener` soon after the active side sends a batch, and once now: batches may have arrived before. A listener that throws is logged. */
   onArrival(listener: () => void): void {
     this.#assertOpen('watch for arrivals');
-    this.#listeners.add(listener);
-    this.#scheduleArrival();
+    this.#arrivals.add(listener);
+    this.#arrivals.signal();
   }
 
   async publishDescription(body: Buffer): Promise<void> {
@@ -151,7 +152,7 @@ export class HttpServerTransport implements Transport {
    */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#listeners.clear();
+    this.#arrivals.close();
   }
 
   /** Answers one authenticated request of the active side (see the API at the top of http-listener.ts). */
@@ -196,7 +197,7 @@ export class HttpServerTransport implements Transport {
       );
     }
     this.#inbox.set(name, waiting(body));
-    this.#scheduleArrival();
+    this.#arrivals.signal();
     return noContent();
   }
 
@@ -250,22 +251,6 @@ export class HttpServerTransport implements Transport {
         );
       },
     };
-  }
-
-  #scheduleArrival(): void {
-    if (this.#arrivalScheduled || this.#listeners.size === 0) return;
-    this.#arrivalScheduled = true;
-    setImmediate(() => {
-      this.#arrivalScheduled = false;
-      if (this.#closed) return;
-      for (const listener of this.#listeners) {
-        try {
-          listener();
-        } catch (err) {
-          this.#logger.warn({ err }, 'an arrival listener of the http transport threw');
-        }
-      }
-    });
   }
 
   #describe(): string {
