@@ -64,8 +64,9 @@ export class Daemon {
         for (const mapping of context.mappings) {
           const syncLog = log.child({ sync: mapping.name });
           const transport = transports.forSync(mapping.name);
-          await transport.publishDescription(Buffer.from(JSON.stringify(describeSide(config, mapping.sync))));
           const session = new SyncSession(context, mapping, transport, lock, syncLog);
+          // Published at the first exchange that reaches the peer: a peer that is down at start stops nothing.
+          session.describeAs(Buffer.from(JSON.stringify(describeSide(config, mapping.sync))));
           this.#sessions.push(session);
           this.#schedulers.push(new ExchangeScheduler(session, mapping.sync, syncLog));
         }

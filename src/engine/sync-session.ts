@@ -46,6 +46,8 @@ export function batchName(sync: string, from: string, seq: number): string {
 export class SyncSession {
   readonly #applier: BatchApplier;
   #ackOwed = false;
+  /** This side's description, until it has been published where the peer's `check` reads it. */
+  #description: Buffer | undefined;
 
   constructor(
     private readonly context: EngineContext,
@@ -62,9 +64,18 @@ export class SyncSession {
     return this.mapping.name;
   }
 
+  /** Publishes this side's description (for the peer's `tablesync check`) at the next exchange that can. */
+  describeAs(description: Buffer): void {
+    this.#description = description;
+  }
+
   exchange(): Promise<ExchangeReport> {
     return this.lock.run(async () => {
       const report: ExchangeReport = { received: 0, sent: 0, resent: 0, refused: 0 };
+      if (this.#description !== undefined) {
+        await this.transport.publishDescription(this.#description);
+        this.#description = undefined;
+      }
       await this.#receive(report);
       await this.#sendNew(report);
       await this.#resendStale(report);

@@ -1,6 +1,6 @@
 import type { ConflictRule, UserMatch } from '../../src/config/types.js';
 import type { TestDatabase } from './databases.js';
-import type { DialectPair, SyncCluster, SyncInstance, SyncLink, TableSpec, UsersSpec } from './sync-harness.js';
+import type { DialectPair, SyncCluster, SyncInstance, SyncLink, TableSpec, TransportKind, UsersSpec } from './sync-harness.js';
 
 /**
  * The small CRM that most end-to-end tests sync: the same clients under
@@ -86,6 +86,10 @@ export interface CrmOptions {
   readonly conflicts?: ConflictRule;
   /** Syncs field 7 as a user reference, matched by this rule. */
   readonly users?: UserMatch;
+  /** How the two daemons are connected; default `folder`. */
+  readonly transport?: TransportKind;
+  /** The sync's `every:`; default the harness's (250ms). */
+  readonly every?: string;
 }
 
 /** Two instances, alpha (active) and beta (passive), with the CRM tables and one sync between them; not started. */
@@ -98,7 +102,13 @@ export async function createCrmPair(cluster: SyncCluster, pair: DialectPair, opt
   const sync = cluster.connect(
     alpha,
     beta,
-    { name: syncName, ...(options.conflicts === undefined ? {} : { conflicts: options.conflicts }), ...(options.users === undefined ? {} : { users: options.users }) },
+    {
+      name: syncName,
+      ...(options.conflicts === undefined ? {} : { conflicts: options.conflicts }),
+      ...(options.users === undefined ? {} : { users: options.users }),
+      ...(options.transport === undefined ? {} : { transport: options.transport }),
+      ...(options.every === undefined ? {} : { every: options.every }),
+    },
     { active: [alphaClients(withManager)], passive: [betaCustomers(withManager)] },
   );
   return { alpha, beta, sync };

@@ -5,8 +5,11 @@ import net, { type AddressInfo, type Socket } from 'node:net';
  * - `pass`: forwards both ways untouched;
  * - `drop`: accepts, then closes at once without a byte (the caller sees the other side close);
  * - `reset`: accepts, then resets the connection (ECONNRESET);
- * - `delay`: waits `ms` before connecting to the target, then passes;
+ * - `delay`: waits `ms` before connecting to the target, then passes (and, with `afterBytes`, cuts as `cut` does);
  * - `cut`: passes the request, forwards the first `afterBytes` bytes of the answer, then cuts both sides;
+ * - `cut-body`: passes until an answer with a body of at least `minBodyBytes` (by Content-Length), forwards
+ *   its headers and half of its body, then cuts both sides: an answer cut in the middle of its body; with
+ *   `in: 'request'`, the same to the first such request on its way to the target;
  * - `respond`: answers the canned bytes of `response` without reaching the target, then closes;
  * - `corrupt`: passes, but flips one byte at the end of the first answer's body (its length unchanged).
  */
@@ -14,8 +17,9 @@ export type Fault =
   | { readonly kind: 'pass' }
   | { readonly kind: 'drop' }
   | { readonly kind: 'reset' }
-  | { readonly kind: 'delay'; readonly ms: number }
+  | { readonly kind: 'delay'; readonly ms: number; readonly afterBytes?: number }
   | { readonly kind: 'cut'; readonly afterBytes: number }
+  | { readonly kind: 'cut-body'; readonly minBodyBytes: number; readonly in?: 'answer' | 'request' }
   | { readonly kind: 'respond'; readonly response: string }
   | { readonly kind: 'corrupt' };
 
@@ -23,6 +27,8 @@ export interface ProxiedConnection {
   /** When the proxy accepted it (Date.now()). */
   readonly at: number;
   readonly fault: Fault['kind'];
+  /** Set when the proxy cut this connection in the middle of a body (`cut-body`, or a `cut` that fell there): of an answer, or of a request. */
+  cutMidBody?: 'answer' | 'request';
 }
 
 /**
@@ -73,6 +79,11 @@ export class FaultProxy {
     return Buffer.concat(this.traffic).includes(Buffer.from(text, 'utf8'));
   }
 
+  /** Cuts every connection open now, both ways (as a network that went away): the next requests open new ones, which meet the queued faults. */
+  cutAll(): void {
+    for (const socket of this.#sockets) socket.destroy();
+  }
+
   async close(): Promise<void> {
     for (const socket of this.#sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -80,7 +91,8 @@ export class FaultProxy {
 
   #accept(client: Socket): void {
     const fault = this.#queue.shift() ?? this.otherwise;
-    this.connections.push({ at: Date.now(), fault: fault.kind });
+    const connection: ProxiedConnection = { at: Date.now(), fault: fault.kind };
+    this.connections.push(connection);
     this.#track(client);
     client.on('error', () => {});
     switch (fault.kind) {
@@ -99,14 +111,14 @@ export class FaultProxy {
         return;
       case 'delay':
         client.pause();
-        setTimeout(() => this.#forward(client, fault), fault.ms).unref();
+        setTimeout(() => this.#forward(client, fault, connection), fault.ms).unref();
         return;
       default:
-        this.#forward(client, fault);
+        this.#forward(client, fault, connection);
     }
   }
 
-  #forward(client: Socket, fault: Fault): void {
+  #forward(client: Socket, fault: Fault, connection: ProxiedConnection): void {
     if (client.destroyed) return;
     const upstream = net.connect(this.target.port, this.target.host);
     this.#track(upstream);
@@ -114,7 +126,21 @@ export class FaultProxy {
     client.on('error', () => upstream.destroy());
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
+    const requests = fault.kind === 'cut-body' && fault.in === 'request' ? new AnswerTracker() : undefined;
     client.on('data', (data: Buffer) => {
+      if (requests !== undefined && fault.kind === 'cut-body') {
+        const room = requests.bytesBeforeCut(data, fault.minBodyBytes);
+        if (data.length >= room) {
+          const part = data.subarray(0, room);
+          connection.cutMidBody = 'request';
+          this.traffic.push(part);
+          upstream.write(part, () => {
+            upstream.destroy();
+            client.destroy();
+          });
+          return;
+        }
+      }
       this.traffic.push(data);
       upstream.write(data);
     });
@@ -124,22 +150,25 @@ export class FaultProxy {
 
     let answered = 0;
     const corrupting = fault.kind === 'corrupt' ? new FirstBodyCorrupter() : undefined;
+    const answers = new AnswerTracker();
+    const cutAfter = fault.kind === 'cut' || fault.kind === 'delay' ? fault.afterBytes : undefined;
     upstream.on('data', (data: Buffer) => {
       let out = corrupting === undefined ? data : corrupting.feed(data);
-      if (fault.kind === 'cut') {
-        const room = fault.afterBytes - answered;
-        if (room <= 0) return;
-        if (out.length >= room) {
-          out = out.subarray(0, room);
-          answered += out.length;
-          this.traffic.push(out);
-          client.write(out, () => {
-            client.destroy();
-            upstream.destroy();
-          });
-          return;
-        }
+      let room = cutAfter === undefined ? Infinity : cutAfter - answered;
+      if (fault.kind === 'cut-body' && fault.in !== 'request') room = answers.bytesBeforeCut(out, fault.minBodyBytes);
+      if (room <= 0) return;
+      if (out.length >= room) {
+        out = out.subarray(0, room);
+        answered += out.length;
+        if ((fault.kind === 'cut-body' && fault.in !== 'request') || answers.midBodyAfter(out)) connection.cutMidBody = 'answer';
+        this.traffic.push(out);
+        client.write(out, () => {
+          client.destroy();
+          upstream.destroy();
+        });
+        return;
       }
+      if (fault.kind !== 'cut-body' || fault.in === 'request') answers.feed(out);
       answered += out.length;
       if (out.length > 0) {
         this.traffic.push(out);
@@ -176,5 +205,67 @@ class FirstBodyCorrupter {
     if (bodyLength > 0) out[bodyStart + bodyLength - 1] = out[bodyStart + bodyLength - 1]! ^ 0x01;
     this.#held = Buffer.alloc(0);
     return out;
+  }
+}
+
+/**
+ * Follows the answers (or requests) on one connection (headers, then
+ * Content-Length bytes of body, then the next one) to tell where a cut falls.
+ */
+class AnswerTracker {
+  #head = Buffer.alloc(0);
+  /** Body bytes of the current answer still to come; 0 while reading headers. */
+  #bodyLeft = 0;
+  #bodyLength = 0;
+
+  /** Moves past `data`, forwarded whole. */
+  feed(data: Buffer): void {
+    this.#walk(data, () => false);
+  }
+
+  /** Whether a cut right after `data` (then forwarded) falls inside a body. */
+  midBodyAfter(data: Buffer): boolean {
+    this.feed(data);
+    return this.#bodyLeft > 0;
+  }
+
+  /**
+   * How many bytes of `data` to forward before cutting at the middle of the first body of at least
+   * `minBodyBytes`; Infinity when that middle is not in `data` (then all of it passes).
+   */
+  bytesBeforeCut(data: Buffer, minBodyBytes: number): number {
+    let cutAt = Infinity;
+    this.#walk(data, (offset) => {
+      if (this.#bodyLength < minBodyBytes) return false;
+      // Body bytes still to pass before its middle; `offset` is where this stretch of body starts in `data`.
+      const toMiddle = Math.floor(this.#bodyLength / 2) - (this.#bodyLength - this.#bodyLeft);
+      if (toMiddle > data.length - offset) return false;
+      cutAt = offset + Math.max(1, toMiddle);
+      return true;
+    });
+    return cutAt;
+  }
+
+  /** Walks `data`; `atBody(offset)` is asked at each stretch of body, and stops the walk by returning true. */
+  #walk(data: Buffer, atBody: (offset: number) => boolean): void {
+    let offset = 0;
+    while (offset < data.length) {
+      if (this.#bodyLeft > 0) {
+        if (atBody(offset)) return;
+        const take = Math.min(this.#bodyLeft, data.length - offset);
+        this.#bodyLeft -= take;
+        offset += take;
+        continue;
+      }
+      this.#head = Buffer.concat([this.#head, data.subarray(offset)]);
+      const end = this.#head.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const consumed = end + 4 - (this.#head.length - (data.length - offset));
+      const length = /\r\ncontent-length:\s*(\d+)/i.exec(this.#head.subarray(0, end).toString('latin1'));
+      this.#bodyLength = length === null ? 0 : Number(length[1]);
+      this.#bodyLeft = this.#bodyLength;
+      this.#head = Buffer.alloc(0);
+      offset += consumed;
+    }
   }
 }

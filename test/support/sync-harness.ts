@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +7,7 @@ import { stringify } from 'yaml';
 import type { ConflictRule, DialectName, Direction, UserMatch } from '../../src/config/types.js';
 import { runCli, startCli, type CliResult, type RunningCli } from './cli.js';
 import { describeWithDialects, dialectCase, type AppConnection, type TestDatabase } from './databases.js';
+import { freePort, makeCertificates, TestFtpServer, type Certificates } from './servers.js';
 
 /**
  * End-to-end harness for the sync engine: instances with their own real
@@ -109,6 +111,8 @@ export interface TableSpec {
   readonly number: number;
   readonly key: string;
   readonly status?: { readonly column: string; readonly deleted: string | number };
+  /** The table's `match:`: field numbers that identify a record both sides already have, at initial sync. */
+  readonly match?: readonly number[];
   readonly fields: readonly FieldSpec[];
 }
 
@@ -125,15 +129,37 @@ export interface SyncOptions {
   readonly every?: string;
   readonly conflicts?: ConflictRule;
   readonly users?: UserMatch;
+  /** How batches travel between the two sides; default `folder`. */
+  readonly transport?: TransportKind;
 }
+
+/**
+ * How a sync's two daemons are connected:
+ * - `folder`: two local folders (the default);
+ * - `http`: the active side calls the passive side's listener on a free loopback port;
+ * - `https`: the same over TLS, with a certificate from a private CA made for the test,
+ *   which the active side trusts through its `tls: { ca }`;
+ * - `ftp`: both sides are clients of an FTP server (ftp-srv) that the cluster runs in the test's process;
+ * - `folder/ftp` and `ftp/folder`: one side (active/passive, in that order) reads and writes the
+ *   FTP server's folders directly on disk with the folder transport, the other goes through the server.
+ */
+export type TransportKind = 'folder' | 'http' | 'https' | 'ftp' | 'folder/ftp' | 'ftp/folder';
 
 /** One end of a sync, as one instance's file describes it. */
 interface SyncEnd {
   readonly options: SyncOptions;
   readonly mode: 'active' | 'passive';
-  readonly upload: string;
-  readonly download: string;
+  /**
+   * This side's folders as seen on this machine: those of the folder transport, or, over ftp, the
+   * server's folders on disk. Undefined over http, where batches wait in the passive daemon's memory.
+   */
+  readonly upload: string | undefined;
+  readonly download: string | undefined;
   readonly tables: readonly TableSpec[];
+  /** How the sync travels (the same on both ends). */
+  readonly kind: TransportKind;
+  /** The sync's `transport:` section, made each time the file is written (ports are known by then). */
+  readonly transport: () => Record<string, unknown>;
 }
 
 export interface LogLine {
@@ -159,6 +185,14 @@ export interface Backlog {
 export class SyncInstance {
   readonly syncs: SyncEnd[] = [];
   users: UsersSpec | undefined;
+  /** Where the daemon's http listener listens (127.0.0.1), when it serves passive http syncs. */
+  listenPort: number | undefined;
+  /** The instance's `tls:` section: `cert` and `key` to serve https, `ca` to trust a peer's authority. */
+  tls: { cert?: string; key?: string; ca?: string } | undefined;
+  /** Work to finish before the file can be written (a port to pick, a server to start, certificates to make). */
+  readonly #preparations: (() => Promise<void>)[] = [];
+  /** The file as last written, to tell whether it is out of date (a peer moved to another port). */
+  #written: string | undefined;
   #daemon: RunningCli | undefined;
   /** Output of every run of the daemon so far, in order. */
   #pastOutput = '';
@@ -188,17 +222,24 @@ export class SyncInstance {
     return table;
   }
 
-  /** Writes the YAML file from what the cluster has set up; called before every start. */
-  writeConfig(): void {
+  /** Adds work to do before the daemon first starts (once: the work remembers itself). */
+  beforeStart(preparation: () => Promise<void>): void {
+    this.#preparations.push(preparation);
+  }
+
+  /** The YAML file, from what the cluster has set up. */
+  renderConfig(): string {
     const config = {
       instance: this.name,
       database: this.db.config.dialect === 'sqlite' ? { dialect: 'sqlite', file: this.db.config.file } : { dialect: 'mysql', url: this.db.config.url },
+      ...(this.listenPort === undefined ? {} : { listen: `127.0.0.1:${this.listenPort}` }),
+      ...(this.tls === undefined ? {} : { tls: this.tls }),
       log: { level: 'info' },
       ...(this.users === undefined ? {} : { users: this.users }),
       syncs: this.syncs.map((end) => ({
         name: end.options.name,
         mode: end.mode,
-        transport: { type: 'folder', upload: end.upload, download: end.download },
+        transport: end.transport(),
         every: end.options.every ?? '250ms',
         conflicts: end.options.conflicts ?? 'newest-wins',
         users: end.options.users ?? 'login',
@@ -207,24 +248,49 @@ export class SyncInstance {
           number: t.number,
           key: t.key,
           ...(t.status === undefined ? {} : { status: t.status }),
+          ...(t.match === undefined ? {} : { match: t.match }),
           fields: t.fields.map((f) => ({ column: f.column, number: f.number, direction: f.direction ?? 'both', ...(f.type === undefined ? {} : { type: f.type }) })),
         })),
       })),
     };
-    writeFileSync(this.configFile, stringify(config));
+    return stringify(config);
   }
 
-  /** Starts the daemon and waits until it says it is running. */
+  /** Writes the YAML file from what the cluster has set up; called before every start. */
+  writeConfig(): void {
+    const text = this.renderConfig();
+    writeFileSync(this.configFile, text);
+    this.#written = text;
+  }
+
+  /** Whether the running daemon's file differs from what it would be now (a peer's listener moved). */
+  get configStale(): boolean {
+    return this.#written !== undefined && this.#written !== this.renderConfig();
+  }
+
+  /**
+   * Starts the daemon and waits until it says it is running. A listener
+   * whose port was taken meanwhile (it was free when picked) moves to
+   * another free port, and the start is tried again.
+   */
   async start(): Promise<void> {
     if (this.#daemon !== undefined) throw new Error(`${this.name}'s daemon is already running`);
-    this.writeConfig();
-    const daemon = startCli(['run', '-c', this.configFile]);
-    this.#daemon = daemon;
-    try {
-      await daemon.waitFor('"msg":"tablesync is running"', 30_000);
-    } catch (err) {
-      await this.kill();
-      throw new Error(`${this.name}'s daemon did not start: ${(err as Error).message}`);
+    for (const preparation of this.#preparations) await preparation();
+    for (let attempt = 1; ; attempt += 1) {
+      this.writeConfig();
+      const daemon = startCli(['run', '-c', this.configFile]);
+      this.#daemon = daemon;
+      try {
+        await daemon.waitFor('"msg":"tablesync is running"', 30_000);
+        return;
+      } catch (err) {
+        await this.kill();
+        if (this.listenPort !== undefined && attempt < 4 && /address is in use/.test(daemon.output())) {
+          this.listenPort = await freePort();
+          continue;
+        }
+        throw new Error(`${this.name}'s daemon did not start: ${(err as Error).message}`);
+      }
     }
   }
 
@@ -328,11 +394,46 @@ export class SyncInstance {
     return unsent.length === 0;
   }
 
-  /** Batch files (not acknowledgements) waiting in this side's download folder of `sync`, unread or not yet done. */
-  waitingBatches(sync: string): string[] {
+  /** This side's end of `sync`. */
+  end(sync: string): SyncEnd {
     const end = this.syncs.find((s) => s.options.name === sync);
     if (end === undefined) throw new Error(`${this.name} has no sync ${sync}`);
-    return readdirSync(end.download).filter((name) => /^[A-Za-z0-9_-][A-Za-z0-9._-]*\.json$/.test(name) && !name.includes('.ack.'));
+    return end;
+  }
+
+  /** This side's download folder of `sync` on this machine (folder transport, or the FTP server's folder on disk). */
+  downloadFolder(sync: string): string {
+    const folder = this.end(sync).download;
+    if (folder === undefined) throw new Error(`${this.name}'s sync ${sync} has no folder on this machine (it travels over http)`);
+    return folder;
+  }
+
+  /** This side's upload folder of `sync` on this machine. */
+  uploadFolder(sync: string): string {
+    const folder = this.end(sync).upload;
+    if (folder === undefined) throw new Error(`${this.name}'s sync ${sync} has no folder on this machine (it travels over http)`);
+    return folder;
+  }
+
+  /** Batch files (not acknowledgements) waiting in this side's download folder of `sync`, unread or not yet done. */
+  waitingBatches(sync: string): string[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.downloadFolder(sync));
+    } catch (err) {
+      // Over ftp, the folder exists once a daemon made it.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    return names.filter((name) => /^[A-Za-z0-9_-][A-Za-z0-9._-]*\.json$/.test(name) && !name.includes('.ack.'));
+  }
+
+  /** Batches this side refused and kept aside (tablesync_refused_batches), oldest first. */
+  async refusedBatches(): Promise<{ id: number; sync_name: string; name: string; reason: string; body: string; size: number }[]> {
+    const rows = await this.app.query<{ id: number; sync_name: string; name: string; reason: string; body: string; size: number | string }>(
+      'SELECT id, sync_name, name, reason, body, size FROM tablesync_refused_batches ORDER BY id',
+    );
+    return rows.map((row) => ({ ...row, size: Number(row.size) }));
   }
 
   /**
@@ -388,11 +489,28 @@ function normalize(value: unknown): string | null {
 
 /** One sync between two instances, with what each side calls each table. */
 export class SyncLink {
+  /** The sync's http password (both sides' `transport.password`), for tests that sign requests themselves. */
+  readonly password = `e2e-${randomBytes(12).toString('hex')}`;
+  /**
+   * Over http: where the active side calls instead of the passive side's
+   * listener (a fault proxy in between); read each time the active side's
+   * file is written, so set it before (re)starting the active daemon.
+   */
+  activeUrl: string | undefined;
+
   constructor(
     readonly name: string,
     readonly active: SyncInstance,
     readonly passive: SyncInstance,
+    readonly transport: TransportKind = 'folder',
   ) {}
+
+  /** Over http(s): the passive daemon's listener, `http://127.0.0.1:<port>` (known once the passive side has been prepared or started). */
+  get listenerUrl(): string {
+    if (this.transport !== 'http' && this.transport !== 'https') throw new Error(`sync ${this.name} travels over ${this.transport}, not http`);
+    if (this.passive.listenPort === undefined) throw new Error(`${this.passive.name} has no listen port yet: start it first`);
+    return `${this.transport}://127.0.0.1:${this.passive.listenPort}`;
+  }
 
   /**
    * What is still different in table `number` between the two sides, seen
@@ -473,6 +591,38 @@ export class SyncCluster {
   readonly instances: SyncInstance[] = [];
   readonly links: SyncLink[] = [];
   readonly #databases: TestDatabase[] = [];
+  #ftp: Promise<TestFtpServer> | undefined;
+  #ftpServer: TestFtpServer | undefined;
+  #certificates: Promise<Certificates> | undefined;
+
+  /** The cluster's FTP server (one per cluster, started when a daemon that needs it first starts). */
+  get ftpServer(): TestFtpServer {
+    if (this.#ftpServer === undefined) throw new Error('this cluster runs no FTP server yet: connect a sync over ftp and start a daemon first');
+    return this.#ftpServer;
+  }
+
+  /** Starts the cluster's FTP server, once; its root is `<cluster root>/ftp`. */
+  startFtpServer(): Promise<TestFtpServer> {
+    this.#ftp ??= (async () => {
+      const root = join(this.root, 'ftp');
+      mkdirSync(root, { recursive: true });
+      const server = new TestFtpServer(root);
+      await server.start();
+      this.#ftpServer = server;
+      return server;
+    })();
+    return this.#ftp;
+  }
+
+  /** The private CA and the passive listeners' certificate, made once per cluster. */
+  certificates(): Promise<Certificates> {
+    this.#certificates ??= (async () => {
+      const dir = join(this.root, 'tls');
+      mkdirSync(dir, { recursive: true });
+      return makeCertificates(dir);
+    })();
+    return this.#certificates;
+  }
 
   async addInstance(name: string, options: InstanceOptions): Promise<SyncInstance> {
     const db = await dialectCase(options.dialect).create();
@@ -485,22 +635,102 @@ export class SyncCluster {
     return instance;
   }
 
-  /** Adds a sync between two instances, through two folders of their own. */
+  /**
+   * Adds a sync between two instances, by `options.transport` (default
+   * `folder`: through two folders of their own; see TransportKind).
+   */
   connect(active: SyncInstance, passive: SyncInstance, options: SyncOptions, tables: { active: readonly TableSpec[]; passive: readonly TableSpec[] }): SyncLink {
-    const folder = join(this.root, 'exchange', options.name);
-    const toPassive = join(folder, `${active.name}-to-${passive.name}`);
-    const toActive = join(folder, `${passive.name}-to-${active.name}`);
-    mkdirSync(toPassive, { recursive: true });
-    mkdirSync(toActive, { recursive: true });
-    active.syncs.push({ options, mode: 'active', upload: toPassive, download: toActive, tables: tables.active });
-    passive.syncs.push({ options, mode: 'passive', upload: toActive, download: toPassive, tables: tables.passive });
-    const link = new SyncLink(options.name, active, passive);
+    const kind = options.transport ?? 'folder';
+    const link = new SyncLink(options.name, active, passive, kind);
+    const ends = (transports: { active: () => Record<string, unknown>; passive: () => Record<string, unknown> }, folders?: { toPassive: string; toActive: string }): void => {
+      active.syncs.push({ options, mode: 'active', kind, upload: folders?.toPassive, download: folders?.toActive, tables: tables.active, transport: transports.active });
+      passive.syncs.push({ options, mode: 'passive', kind, upload: folders?.toActive, download: folders?.toPassive, tables: tables.passive, transport: transports.passive });
+    };
+    const toPassiveName = `${active.name}-to-${passive.name}`;
+    const toActiveName = `${passive.name}-to-${active.name}`;
+
+    switch (kind) {
+      case 'folder': {
+        const folder = join(this.root, 'exchange', options.name);
+        const toPassive = join(folder, toPassiveName);
+        const toActive = join(folder, toActiveName);
+        mkdirSync(toPassive, { recursive: true });
+        mkdirSync(toActive, { recursive: true });
+        ends(
+          {
+            active: () => ({ type: 'folder', upload: toPassive, download: toActive }),
+            passive: () => ({ type: 'folder', upload: toActive, download: toPassive }),
+          },
+          { toPassive, toActive },
+        );
+        break;
+      }
+      case 'http':
+      case 'https': {
+        let prepared: Promise<void> | undefined;
+        // Once for both sides, so that both files name the same port.
+        const listen = (): Promise<void> =>
+          (prepared ??= (async () => {
+            passive.listenPort ??= await freePort();
+            if (kind === 'https') {
+              const { ca, cert, key } = await this.certificates();
+              passive.tls = { ...passive.tls, cert, key };
+              active.tls = { ...active.tls, ca };
+            }
+          })());
+        passive.beforeStart(listen);
+        active.beforeStart(listen);
+        ends({
+          active: () => ({ type: 'http', url: link.activeUrl ?? link.listenerUrl, password: link.password }),
+          passive: () => ({ type: 'http', password: link.password }),
+        });
+        break;
+      }
+      case 'ftp':
+      case 'folder/ftp':
+      case 'ftp/folder': {
+        // Folders on the server: /<sync>/<from>-to-<to>; on disk, the same under the server's root.
+        const onServer = (name: string): string => `/${options.name}/${name}`;
+        const onDisk = (name: string): string => join(this.root, 'ftp', options.name, name);
+        const serve = async (): Promise<void> => {
+          await this.startFtpServer();
+        };
+        passive.beforeStart(serve);
+        active.beforeStart(serve);
+        const ftp = (upload: string, download: string) => (): Record<string, unknown> => {
+          const server = this.ftpServer;
+          return { type: 'ftp', host: '127.0.0.1', port: server.port, user: server.user, password: server.password, secure: false, upload: onServer(upload), download: onServer(download) };
+        };
+        const folder = (upload: string, download: string) => (): Record<string, unknown> => ({ type: 'folder', upload: onDisk(upload), download: onDisk(download) });
+        const activeSide = kind === 'folder/ftp' ? folder : ftp;
+        const passiveSide = kind === 'ftp/folder' ? folder : ftp;
+        ends(
+          { active: activeSide(toPassiveName, toActiveName), passive: passiveSide(toActiveName, toPassiveName) },
+          { toPassive: onDisk(toPassiveName), toActive: onDisk(toActiveName) },
+        );
+        break;
+      }
+    }
     this.links.push(link);
     return link;
   }
 
+  /**
+   * Starts every daemon not running yet: those that listen for passive http
+   * syncs first, as a deployment does (the passive side is the one that is
+   * always up). A daemon whose file went out of date meanwhile (its passive
+   * peer had to move to another port) is restarted with the new file.
+   */
   async startAll(): Promise<void> {
-    await Promise.all(this.instances.filter((i) => !i.running).map((i) => i.start()));
+    const toStart = this.instances.filter((i) => !i.running);
+    const listens = (i: SyncInstance): boolean => i.syncs.some((end) => end.mode === 'passive' && (end.kind === 'http' || end.kind === 'https'));
+    await Promise.all(toStart.filter(listens).map((i) => i.start()));
+    await Promise.all(toStart.filter((i) => !listens(i)).map((i) => i.start()));
+    for (const instance of this.instances) {
+      if (!instance.running || !instance.configStale) continue;
+      await instance.stop();
+      await instance.start();
+    }
   }
 
   async stopAll(): Promise<void> {
@@ -582,6 +812,7 @@ export class SyncCluster {
 
   async dispose(): Promise<void> {
     await Promise.allSettled(this.instances.map((i) => i.kill()));
+    await Promise.allSettled([this.#ftp?.then((server) => server.stop())]);
     await Promise.allSettled(this.instances.map((i) => i.close()));
     await Promise.allSettled(this.#databases.map((db) => db.drop()));
     rmSync(this.root, { recursive: true, force: true });

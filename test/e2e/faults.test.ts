@@ -1,0 +1,303 @@
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'vitest';
+import { alphaClient, betaCustomer, createCrmPair, type CrmPair } from '../support/crm.js';
+import { FaultProxy, type Fault } from '../support/fault-proxy.js';
+import { newCluster, waitFor, type DialectPair, type LogLine, type SyncCluster, type SyncInstance } from '../support/sync-harness.js';
+
+/**
+ * Guarantee 4 (nothing lost) with real daemons and real faults: connections
+ * that fail in every way between the two daemons of an http sync, an FTP
+ * server restarted under their feet, and files in a download folder that
+ * are not what they claim to be.
+ */
+
+/** Generous: the daemons share this machine's two cores with every other test running at the time. */
+const testTimeout = 240_000;
+
+const sqlite: DialectPair = { active: 'sqlite', passive: 'sqlite' };
+
+/**
+ * What the application does on each side while the faults happen: new
+ * records, and edits of its own records (each side edits only the records it
+ * made, so that the final value of every field is known).
+ */
+class Writers {
+  readonly #made = { alpha: [] as string[], beta: [] as string[] };
+  /** email → the last name its maker gave it. */
+  readonly expected = new Map<string, string>();
+
+  constructor(private readonly crm: CrmPair) {}
+
+  async round(round: number): Promise<void> {
+    for (const side of ['alpha', 'beta'] as const) {
+      for (let i = 0; i < 2; i += 1) {
+        const email = `${side}-${round}-${i}@example.com`;
+        const name = `${side} ${round}.${i}`;
+        if (side === 'alpha') await this.crm.alpha.exec('INSERT INTO clients (name, email) VALUES (?, ?)', [name, email]);
+        else await this.crm.beta.exec('INSERT INTO customers (company_name, email_address) VALUES (?, ?)', [name, email]);
+        this.#made[side].push(email);
+        this.expected.set(email, name);
+      }
+      // An edit of an earlier record of this side's.
+      const made = this.#made[side];
+      const email = made[(round * 7) % made.length];
+      if (email === undefined) continue;
+      const name = `${side} edit in round ${round}`;
+      if (side === 'alpha') await this.crm.alpha.exec('UPDATE clients SET name = ? WHERE email = ?', [name, email]);
+      else await this.crm.beta.exec('UPDATE customers SET company_name = ? WHERE email_address = ?', [name, email]);
+      this.expected.set(email, name);
+    }
+  }
+
+  /** Whether the records made in `round` reached the other side. */
+  async arrived(round: number): Promise<boolean> {
+    const onBeta = await this.crm.beta.query('SELECT customer_id FROM customers WHERE email_address LIKE ?', [`alpha-${round}-%`]);
+    const onAlpha = await this.crm.alpha.query('SELECT id FROM clients WHERE email LIKE ?', [`beta-${round}-%`]);
+    return onBeta.length === 2 && onAlpha.length === 2;
+  }
+
+  /** Every record on both sides exactly once, holding its maker's last value; problems, or none. */
+  async check(): Promise<string[]> {
+    const problems: string[] = [];
+    for (const [side, table, name, email] of [
+      [this.crm.alpha, 'clients', 'name', 'email'],
+      [this.crm.beta, 'customers', 'company_name', 'email_address'],
+    ] as const) {
+      const rows = await side.query<Record<string, unknown>>(`SELECT ${name} AS name, ${email} AS email FROM ${table}`);
+      const seen = new Map<string, number>();
+      for (const row of rows) seen.set(String(row.email), (seen.get(String(row.email)) ?? 0) + 1);
+      for (const [address, count] of seen) if (count > 1) problems.push(`${side.name} has ${count} records for ${address}`);
+      for (const [address, value] of this.expected) {
+        const row = rows.find((r) => String(r.email) === address);
+        if (row === undefined) problems.push(`${side.name} lost ${address}`);
+        else if (String(row.name) !== value) problems.push(`${side.name}'s ${address} is ${JSON.stringify(row.name)}, not ${JSON.stringify(value)}`);
+      }
+      if (rows.length !== this.expected.size) problems.push(`${side.name} has ${rows.length} records, not ${this.expected.size}`);
+    }
+    return problems;
+  }
+}
+
+/** Log lines of `side` from `from` on whose message matches. */
+function logged(side: SyncInstance, from: number, pattern: RegExp): number {
+  return side.logLines().slice(from).filter((line) => pattern.test(line.msg)).length;
+}
+
+/** Both sides converge on the writers' records; nothing parked, nothing refused but the batches named in `refused`. */
+async function expectCleanEnd(cluster: SyncCluster, crm: CrmPair, writers: Writers, refused: readonly string[] = []): Promise<void> {
+  await cluster.waitFor('every record on both sides, once, with its last value', () => writers.check(), { timeoutMs: 150_000 });
+  await cluster.waitInStep(1, { timeoutMs: 60_000 });
+  await cluster.waitSettled({ timeoutMs: 60_000 });
+  const problems = await writers.check();
+  if (problems.length > 0) throw new Error(`after settling: ${problems.join('; ')}\n${await cluster.describe()}`);
+  for (const side of [crm.alpha, crm.beta]) {
+    const unexpected = (await side.refusedBatches()).filter((r) => !refused.includes(r.name));
+    if (unexpected.length > 0) throw new Error(`${side.name} refused batches of its real peer: ${JSON.stringify(unexpected.map((r) => [r.name, r.reason]))}`);
+    if ((await side.backlog()).parked > 0) throw new Error(`${side.name} parked changes`);
+  }
+}
+
+describe.concurrent('faults between two daemons [sqlite↔sqlite]', () => {
+  it('over http, loses nothing and doubles nothing through connections dropped, reset, delayed and cut mid-body', { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
+    const cluster = newCluster({ onTestFinished });
+    const crm = await createCrmPair(cluster, sqlite, { transport: 'http' });
+    const { alpha, beta, sync } = crm;
+    // The passive side first, to know its port; then the active side, calling through the proxy.
+    await beta.start();
+    const proxy = await FaultProxy.start({ host: '127.0.0.1', port: beta.listenPort ?? 0 });
+    onTestFinished(() => proxy.close());
+    sync.activeUrl = proxy.url;
+    await alpha.start();
+    const writers = new Writers(crm);
+    await writers.round(0);
+    await expectCleanEnd(cluster, crm, writers);
+
+    // Every connection from now on fails in one of these ways. Keep-alive would let one good
+    // connection carry everything, so every fault ends its connection sooner or later: `delay` and
+    // `cut` cut the answers after some bytes, `cut-body` in the middle of the first real body of an
+    // answer (a page of beta's batches) or of a request (a batch of alpha's).
+    const cycle: Fault[] = [
+      { kind: 'drop' },
+      { kind: 'cut-body', minBodyBytes: 200 },
+      { kind: 'reset' },
+      { kind: 'delay', ms: 500, afterBytes: 6_000 },
+      { kind: 'cut', afterBytes: 4_000 },
+      { kind: 'cut-body', minBodyBytes: 200 },
+      { kind: 'drop' },
+      { kind: 'delay', ms: 300, afterBytes: 3_000 },
+      { kind: 'reset' },
+      { kind: 'cut', afterBytes: 1_500 },
+      { kind: 'cut-body', minBodyBytes: 200, in: 'request' },
+    ];
+    const cycles = 2;
+    for (let i = 0; i < cycles; i += 1) proxy.inject(...cycle);
+    const faulty = proxy.connections.length;
+    // The connection open now would carry everything: cut it, so that the next ones meet the faults.
+    proxy.cutAll();
+    // Changes on both sides until every fault has been met and the connection after them opened (so
+    // that the last faulty one has ended too): no fixed pause, the faults' own pace.
+    for (let round = 1; proxy.connections.length <= faulty + cycle.length * cycles; round += 1) {
+      if (round > 80) throw new Error(`the faults were not all met after 80 rounds: ${JSON.stringify(proxy.connections.slice(faulty))}`);
+      const seen = proxy.connections.length;
+      await writers.round(round);
+      // The next round once this one's changes met a new connection, or got through anyway.
+      await waitFor(`round ${round} to meet another connection or arrive`, async () => proxy.connections.length > seen || (await writers.arrived(round)), {
+        timeoutMs: 60_000,
+        intervalMs: 20,
+        explain: async () => `connections: ${JSON.stringify(proxy.connections.slice(faulty))}\n${await cluster.describe()}`,
+      });
+    }
+    await expectCleanEnd(cluster, crm, writers);
+
+    const kinds = proxy.connections.slice(faulty).map((c) => c.fault);
+    for (const kind of ['drop', 'reset', 'delay', 'cut', 'cut-body'] as const) expect(kinds.filter((k) => k === kind).length, `${kind} connections`).toBeGreaterThanOrEqual(cycles * 2);
+    expect(proxy.connections.filter((c) => c.cutMidBody === 'answer').length, 'answers cut in the middle of their body').toBeGreaterThanOrEqual(cycles * 2);
+    expect(proxy.connections.filter((c) => c.cutMidBody === 'request').length, 'batches cut in the middle on their way').toBeGreaterThanOrEqual(1);
+    // The daemons kept running throughout, and each side applied the other's batches.
+    expect(alpha.running && beta.running).toBe(true);
+    expect(logged(alpha, 0, /^batch applied$/)).toBeGreaterThan(0);
+    expect(logged(beta, 0, /^batch applied$/)).toBeGreaterThan(0);
+    await cluster.stopAll();
+  });
+
+  it('over ftp, loses nothing and doubles nothing when the FTP server stops and starts again mid-exchange, several times', { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
+    const cluster = newCluster({ onTestFinished });
+    const crm = await createCrmPair(cluster, sqlite, { transport: 'ftp' });
+    const { alpha, beta, sync } = crm;
+    await cluster.startAll();
+    const writers = new Writers(crm);
+    await writers.round(0);
+    await expectCleanEnd(cluster, crm, writers);
+    const server = cluster.ftpServer;
+    const folders = [alpha.downloadFolder(sync.name), beta.downloadFolder(sync.name)];
+    const filesNow = (): Set<string> => new Set(folders.flatMap((folder) => readdirSync(folder).filter((n) => n.endsWith('.json') || n.endsWith('.tmp'))));
+
+    const restarts = 4;
+    for (let round = 1; round <= restarts; round += 1) {
+      const before = filesNow();
+      await writers.round(round);
+      // Mid-exchange: a batch (or a temporary file of one) has just appeared on the server and its
+      // reader has yet to take it. (Should the round's batches come and go between two looks, the
+      // round has arrived, and the server stops all the same.)
+      await cluster.waitFor('a new batch on the FTP server', async () => [...filesNow()].some((name) => !before.has(name)) || (await writers.arrived(round)), {
+        timeoutMs: 60_000,
+        intervalMs: 5,
+      });
+      const from = { alpha: alpha.logLines().length, beta: beta.logLines().length };
+      await server.stop();
+      await writers.round(round + 100);
+      // Both daemons ran into the stopped server before it comes back.
+      await cluster.waitFor(
+        'both daemons to find the FTP server gone',
+        () => logged(alpha, from.alpha, /FTP server|exchange failed|cannot look for arrivals/) > 0 && logged(beta, from.beta, /FTP server|exchange failed|cannot look for arrivals/) > 0,
+        { timeoutMs: 60_000 },
+      );
+      await server.start();
+    }
+    await expectCleanEnd(cluster, crm, writers);
+    expect(server.starts).toBe(restarts + 1);
+    expect(alpha.running && beta.running).toBe(true);
+    await cluster.stopAll();
+  });
+
+  /*
+   * The peer unreachable when a daemon starts is a fault like any other (both machines rebooted,
+   * the HQ server or the FTP server still down): the daemon is expected to start, say so, and sync
+   * once the peer is back, as it does when the peer goes away later.
+   */
+  it('over http, an active daemon started while its passive peer is down keeps running, and syncs once the peer is up', { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
+    const cluster = newCluster({ onTestFinished });
+    const crm = await createCrmPair(cluster, sqlite, { transport: 'http' });
+    const { alpha, beta } = crm;
+    // Beta's daemon is not running: nothing listens where alpha calls.
+    const started = await alpha.start().then(
+      () => 'running',
+      (err: Error) => err.message,
+    );
+    expect(started, 'alpha starts although its passive peer cannot be reached yet').toBe('running');
+    await beta.start();
+    const writers = new Writers(crm);
+    await writers.round(0);
+    await expectCleanEnd(cluster, crm, writers);
+  });
+
+  it('over ftp, daemons started while the FTP server is down keep running, and sync once it is up', { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
+    const cluster = newCluster({ onTestFinished });
+    const crm = await createCrmPair(cluster, sqlite, { transport: 'ftp' });
+    const { alpha, beta } = crm;
+    const server = await cluster.startFtpServer();
+    await server.stop();
+    const started = await Promise.all(
+      [alpha, beta].map((side) =>
+        side.start().then(
+          () => `${side.name} running`,
+          (err: Error) => `${side.name}: ${err.message}`,
+        ),
+      ),
+    );
+    expect(started, 'both daemons start although the FTP server cannot be reached yet').toEqual(['alpha running', 'beta running']);
+    await server.start();
+    const writers = new Writers(crm);
+    await writers.round(0);
+    await expectCleanEnd(cluster, crm, writers);
+  });
+
+  it('refuses a truncated batch and a garbage file in a folder download folder, keeps them aside, and converges once the sender sends again', { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
+    const cluster = newCluster({ onTestFinished });
+    const crm = await createCrmPair(cluster, sqlite);
+    const { alpha, beta, sync } = crm;
+    await cluster.startAll();
+    const writers = new Writers(crm);
+    await writers.round(0);
+    await expectCleanEnd(cluster, crm, writers);
+
+    // A real batch of alpha's, waiting for beta, cut to half its bytes under its own name; and garbage beside it.
+    await beta.stop();
+    await writers.round(1);
+    const download = beta.downloadFolder(sync.name);
+    await cluster.waitFor("alpha's batch to wait for beta", () => beta.waitingBatches(sync.name).length > 0, { timeoutMs: 60_000 });
+    const [real] = beta.waitingBatches(sync.name).sort();
+    if (real === undefined) throw new Error('no batch');
+    const whole = readFileSync(join(download, real));
+    const half = whole.subarray(0, Math.floor(whole.length / 2));
+    writeFileSync(join(download, `.${real}.truncating`), half);
+    renameSync(join(download, `.${real}.truncating`), join(download, real));
+    const garbage = 'aaa-garbage.json';
+    const junk = randomBytes(700);
+    writeFileSync(join(download, garbage), junk);
+
+    await beta.start();
+    await cluster.waitFor('beta to refuse both files', async () => (await beta.refusedBatches()).length >= 2, { timeoutMs: 60_000 });
+    const refused = await beta.refusedBatches();
+    expect(refused.map((r) => r.name).sort()).toEqual([garbage, real].sort());
+    for (const row of refused) expect(row.reason, `why ${row.name} was refused`).toMatch(/^the batch is not valid JSON \(.*\); it may be cut short$/s);
+    expect(refused.find((r) => r.name === real)?.size).toBe(half.length);
+    // Kept aside in rejected/, each with its reason beside it; and said in the log.
+    const rejected = readdirSync(join(download, 'rejected')).sort();
+    for (const name of [real, garbage]) {
+      const kept = rejected.filter((file) => file.startsWith(`${name}.`));
+      expect(kept, `rejected/ keeps ${name} and its reason`).toHaveLength(2);
+      const file = kept.find((f) => !f.endsWith('.reason.txt')) ?? '';
+      expect(readFileSync(join(download, 'rejected', file)).equals(name === real ? half : junk), `rejected/${file} holds the bytes as they arrived`).toBe(true);
+      expect(readFileSync(join(download, 'rejected', `${file}.reason.txt`), 'utf8')).toMatch(/not valid JSON/);
+    }
+    const warned = (): LogLine[] => beta.logLines().filter((l) => l.msg === 'batch refused; kept in tablesync_refused_batches');
+    await cluster.waitFor('beta to log both refusals', () => warned().length >= 2);
+    const warnings = warned();
+    expect(warnings.map((l) => l.batch).sort()).toEqual([garbage, real].sort());
+    expect(beta.waitingBatches(sync.name)).not.toContain(garbage);
+
+    // The daemon goes on: changes flow both ways, and alpha sends the batch beta never had whole again.
+    await writers.round(2);
+    await expectCleanEnd(cluster, crm, writers, [garbage, real]);
+    expect(await beta.refusedBatches(), 'nothing else refused').toHaveLength(2);
+    expect(beta.running).toBe(true);
+    expect(logged(alpha, 0, /^batch sent again/)).toBeGreaterThan(0);
+    // What was in the truncated batch arrived all the same.
+    for (const email of ['alpha-1-0@example.com', 'alpha-1-1@example.com']) expect(await betaCustomer(beta, email)).toMatchObject({ company_name: writers.expected.get(email) });
+    expect(await alphaClient(alpha, 'beta-2-1@example.com')).toMatchObject({ name: writers.expected.get('beta-2-1@example.com') });
+    await cluster.stopAll();
+  });
+});
