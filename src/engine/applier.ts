@@ -3,7 +3,7 @@ import type { AnyKysely } from '../db/dialect.js';
 import { stateTables } from '../db/state-names.js';
 import type { ColumnSchema } from '../db/schema-types.js';
 import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
-import type { Batch, BatchEvent, InitialEvent, UpsertEvent, WireValue } from '../protocol/batch.js';
+import type { Batch, BatchEvent, DeleteEvent, InitialEvent, LinksEvent, UpsertEvent, WireValue } from '../protocol/batch.js';
 import { InitialApplier } from './initial-applier.js';
 import { BatchRefused } from '../protocol/decode.js';
 import { closeConflicts, conflictWinner, recordConflict } from './conflicts.js';
@@ -71,7 +71,7 @@ export class BatchApplier {
       const where = `event ${index}`;
       const table = this.mapping.tablesByNumber.get(event.table);
       if (table === undefined) throw new BatchRefused(`${where} names table ${event.table}, which sync "${this.sync}" does not sync here`);
-      if (event.op === 'delete') return;
+      if (event.op === 'delete' || event.op === 'links') return;
       const check = (number: string, value: WireValue): void => {
         const field = table.fieldsByNumber.get(Number(number));
         if (field === undefined) throw new BatchRefused(`${where} names field ${number}, which table ${table.number} (${table.name}) does not sync here`);
@@ -169,7 +169,7 @@ export class BatchApplier {
         sync_name: this.sync,
         batch_seq: batchSeq,
         table_number: event.table,
-        peer_record_id: event.id,
+        peer_record_id: event.op === 'links' ? `${event.pairs.length} links` : event.id,
         event: JSON.stringify(event),
         reason,
         parked_at: Date.now(),
@@ -177,7 +177,7 @@ export class BatchApplier {
       })
       .execute();
     stats.parked += 1;
-    this.context.logger.warn({ sync: this.sync, table: event.table, peerRecord: event.id, reason }, 'change parked: the database refused it');
+    this.context.logger.warn({ sync: this.sync, table: event.table, event: event.op, reason }, 'change parked: the database refused it');
   }
 
   /**
@@ -211,10 +211,10 @@ export class BatchApplier {
 
   /** MySQL: lock the records the batch touches first, so no application write can slip in between our checks and our writes. */
   private async lockTargets(db: AnyKysely, events: readonly BatchEvent[]): Promise<void> {
-    const byTable = new Map<MappedTable, BatchEvent[]>();
+    const byTable = new Map<MappedTable, Exclude<BatchEvent, LinksEvent>[]>();
     for (const event of events) {
       const table = this.mapping.tablesByNumber.get(event.table);
-      if (table !== undefined) byTable.set(table, [...(byTable.get(table) ?? []), event]);
+      if (table !== undefined && event.op !== 'links') byTable.set(table, [...(byTable.get(table) ?? []), event]);
     }
     for (const [table, tableEvents] of byTable) {
       const linked = await localIdsFor(db, this.sync, table.number, tableEvents.map((e) => e.id));
@@ -227,6 +227,7 @@ export class BatchApplier {
     const table = this.mapping.tablesByNumber.get(event.table);
     if (table === undefined) return;
     if (event.op === 'initial') return this.#initial.apply(db, table, [event], await this.#peer(db), stats, outbox);
+    if (event.op === 'links') return this.applyLinks(db, table, event);
     const localId = await this.resolveLocal(db, table, event);
     if (event.op === 'delete') return this.applyDelete(db, table, localId, stats, outbox);
     if (localId !== undefined) return this.update(db, table, event, localId, stats, outbox);
@@ -237,6 +238,27 @@ export class BatchApplier {
       return this.update(db, table, event, known, stats, outbox);
     }
     return this.create(db, table, event, stats, outbox);
+  }
+
+  /** Links the peer confirms in bulk: (its id, our id) pairs; those we already hold are skipped. */
+  private async applyLinks(db: AnyKysely, table: MappedTable, event: LinksEvent): Promise<void> {
+    for (const chunk of chunks(event.pairs, 500)) {
+      const known = (await db
+        .selectFrom(stateTables.links)
+        .select(['local_id', 'peer_id'])
+        .where('sync_name', '=', this.sync)
+        .where('table_number', '=', table.number)
+        .where((eb) => eb.or([eb('local_id', 'in', chunk.map(([, ours]) => ours)), eb('peer_id', 'in', chunk.map(([theirs]) => theirs))]))
+        .execute()) as { local_id: string; peer_id: string }[];
+      const taken = new Set(known.flatMap((k) => [`l:${k.local_id}`, `p:${k.peer_id}`]));
+      const fresh = chunk.filter(([theirs, ours]) => !taken.has(`l:${ours}`) && !taken.has(`p:${theirs}`));
+      if (fresh.length === 0) continue;
+      const now = Date.now();
+      await db
+        .insertInto(stateTables.links)
+        .values(fresh.map(([theirs, ours]) => ({ sync_name: this.sync, table_number: table.number, local_id: ours, peer_id: theirs, linked_at: now })))
+        .execute();
+    }
   }
 
   /** Whether a record of ours exists and has no link in this sync yet. */
@@ -254,7 +276,7 @@ export class BatchApplier {
   }
 
   /** Our record for the peer's: by link, else by the id the peer says we gave it. */
-  private async resolveLocal(db: AnyKysely, table: MappedTable, event: BatchEvent): Promise<string | undefined> {
+  private async resolveLocal(db: AnyKysely, table: MappedTable, event: UpsertEvent | DeleteEvent): Promise<string | undefined> {
     const linked = await localIdFor(db, this.sync, table.number, event.id);
     if (linked !== undefined) return linked;
     if (event.peerId === undefined || !(await this.unlinked(db, table, event.peerId))) return undefined;

@@ -23,6 +23,14 @@ export async function nextSeq(context: EngineContext, db: AnyKysely, sync: strin
   return (await readSeq(db, sync, 'out', context.database.adapter.lockingReads)) + 1;
 }
 
+/** What one outbox entry becomes: events, or only a link to confirm (sent in bulk). */
+interface BuiltEntry {
+  readonly entry: OutboxRow;
+  readonly events: BatchEvent[];
+  /** (our id, the peer's id), for an entry that only tells the peer our id. */
+  link?: [string, string];
+}
+
 export interface BuiltBatch {
   readonly batch: Batch;
   readonly body: string;
@@ -55,7 +63,7 @@ export async function buildBatch(
   if (entries.length === 0) return undefined;
 
   // Events in outbox order, each with the entry it came from, so only the entries that fit are taken.
-  const built: { entry: OutboxRow; events: BatchEvent[] }[] = [];
+  const built: BuiltEntry[] = [];
   const byTable = new Map<number, OutboxRow[]>();
   for (const entry of entries) byTable.set(entry.table_number, [...(byTable.get(entry.table_number) ?? []), entry]);
   for (const [tableNumber, rows] of byTable) {
@@ -70,12 +78,16 @@ export async function buildBatch(
   let bytes = envelopeBytes;
   const taken: typeof built = [];
   for (const item of built) {
-    const size = item.events.reduce((n, event) => n + Buffer.byteLength(JSON.stringify(event)) + 1, 0);
+    const size = item.events.reduce((n, event) => n + Buffer.byteLength(JSON.stringify(event)) + 1, 0) + (item.link === undefined ? 0 : 64);
     if (taken.length > 0 && bytes + size > maxBytes) break;
     bytes += size;
     taken.push(item);
   }
-  const events = taken.flatMap((item) => item.events);
+  const events: BatchEvent[] = taken.flatMap((item) => item.events);
+  // Links to confirm and nothing else: one event per table with all of them, not one per record.
+  const pairs = new Map<number, [string, string][]>();
+  for (const { entry, link } of taken) if (link !== undefined) pairs.set(entry.table_number, [...(pairs.get(entry.table_number) ?? []), link]);
+  for (const [table, tablePairs] of pairs) events.push({ op: 'links', table, pairs: tablePairs });
   const takenByTable = new Map<number, OutboxRow[]>();
   for (const { entry } of taken) takenByTable.set(entry.table_number, [...(takenByTable.get(entry.table_number) ?? []), entry]);
 
@@ -115,7 +127,7 @@ async function tableEvents(
   mapping: SyncMapping,
   table: MappedTable,
   rows: OutboxRow[],
-): Promise<{ entry: OutboxRow; events: BatchEvent[] }[]> {
+): Promise<BuiltEntry[]> {
   const ids = rows.map((r) => r.record_id);
   const status = table.config.status;
   const columns = [table.key, ...table.fields.filter((f) => f.sends).map((f) => f.column), ...(status === undefined ? [] : [status.column])];
@@ -127,10 +139,11 @@ async function tableEvents(
   const links = await readLinks(db, mapping.name, table.number, ids);
   const origins = await readOrigins(db, table.name, ids.filter((id) => !links.has(id)), context.config.instance);
 
-  const out: { entry: OutboxRow; events: BatchEvent[] }[] = [];
+  const out: BuiltEntry[] = [];
   for (const row of rows) {
     const events: BatchEvent[] = [];
-    out.push({ entry: row, events });
+    const item: BuiltEntry = { entry: row, events };
+    out.push(item);
     const record = records.get(row.record_id);
     const peerId = links.get(row.record_id);
     const common = { table: table.number, id: row.record_id, ...(peerId === undefined ? {} : { peerId }) };
@@ -149,7 +162,8 @@ async function tableEvents(
       fields[number] = { value: await wireValue(context, db, mapping, field.type, record[field.column]), ...change };
     }
     if (peerId !== undefined) {
-      if (!softDeleted || Object.keys(fields).length > 0) events.push({ op: 'upsert', ...common, fields });
+      if (Object.keys(fields).length > 0) events.push({ op: 'upsert', ...common, fields });
+      else if (!softDeleted) item.link = [row.record_id, peerId];
     } else {
       // The peer does not know this record yet (or has not told us its id): send everything it needs to create it.
       const full: Record<string, WireValue> = {};

@@ -63,10 +63,13 @@ export class InitialApplier {
       table.name,
       created.filter(({ event }) => !event.origin.startsWith(`${this.context.config.instance}/`)).map(({ local, event }) => ({ localId: local, origin: event.origin })),
     );
+    const now = Date.now();
+    // The sender learns our ids (in bulk: see the batch builder's links event).
+    for (const { local } of newLinks) outbox.touch(this.sync, table.number, local, now);
     for (const { local } of created) {
       for (const other of this.context.mappings) {
         const theirs = other.name === this.sync ? undefined : other.tablesByName.get(table.name);
-        if (theirs !== undefined) outbox.touch(other.name, theirs.number, local, Date.now());
+        if (theirs !== undefined) outbox.touch(other.name, theirs.number, local, now);
       }
     }
   }
@@ -158,6 +161,7 @@ export class InitialApplier {
         const value = await this.localValue(db, table, field.number, wire, event.id);
         if (value !== undefined) set[field.column] = value;
       }
+      if (event.deleted === true && table.config.status !== undefined) set[table.config.status.column] = table.config.status.deleted;
       if (Object.keys(set).length === 0) continue;
       await db.updateTable(table.name).set(set).where(table.key, '=', local).execute();
       stats.updated += 1;
@@ -176,6 +180,7 @@ export class InitialApplier {
         row[field.column] = value === undefined ? null : value;
       }
       if (Object.keys(row).length === 0) continue;
+      if (event.deleted === true && table.config.status !== undefined) row[table.config.status.column] = table.config.status.deleted;
       const signature = Object.keys(row).sort().join(',');
       const group = groups.get(signature) ?? { events: [], rows: [] };
       group.events.push(event);

@@ -170,9 +170,10 @@ export class InitialSync {
     if (position.done) return { rows: 0, position };
 
     const fields = part.field === undefined ? table.fields.filter((f) => f.sends) : [part.field];
+    const status = table.config.status;
     let query = db
       .selectFrom(table.name)
-      .select([...new Set([table.key, ...fields.map((f) => f.column)])])
+      .select([...new Set([table.key, ...fields.map((f) => f.column), ...(status === undefined ? [] : [status.column])])])
       .orderBy(table.key)
       .limit(this.policy.chunkRows);
     if (position.last !== null) query = query.where(table.key, '>', position.last);
@@ -205,6 +206,7 @@ export class InitialSync {
         origin: origins.get(id) ?? `${this.context.config.instance}/${id}`,
         record,
         create: part.create,
+        ...(status !== undefined && String(row[status.column]) === String(status.deleted) ? { deleted: true } : {}),
       };
       const size = Buffer.byteLength(JSON.stringify(event)) + 1;
       if (events.length > 0 && bytes + size > this.maxBatchBytes) break;

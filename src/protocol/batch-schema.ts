@@ -76,6 +76,18 @@ const initialEvent = {
       additionalProperties: wireValue,
     },
     create: { type: 'boolean' },
+    deleted: { type: 'boolean' },
+  },
+} as const;
+
+const linksEvent = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['op', 'table', 'pairs'],
+  properties: {
+    op: { const: 'links' },
+    table: tableNumber,
+    pairs: { type: 'array', maxItems: maxEventsPerBatch, items: { type: 'array', minItems: 2, maxItems: 2, items: recordId } },
   },
 } as const;
 
@@ -104,9 +116,9 @@ export const batchSchema = {
       items: {
         type: 'object',
         required: ['op'],
-        properties: { op: { enum: ['upsert', 'delete', 'initial'] } },
+        properties: { op: { enum: ['upsert', 'delete', 'initial', 'links'] } },
         discriminator: { propertyName: 'op' },
-        oneOf: [upsertEvent, deleteEvent, initialEvent],
+        oneOf: [upsertEvent, deleteEvent, initialEvent, linksEvent],
       },
     },
   },

@@ -70,9 +70,23 @@ export interface InitialEvent {
   readonly record: Readonly<Record<string, WireValue>>;
   /** Whether the receiver may create a record it does not have (a per-field initial sync does not, unless asked). */
   readonly create: boolean;
+  /** The record is soft-deleted here: the receiver keeps or creates it in its own deleted status. */
+  readonly deleted?: boolean;
 }
 
-export type BatchEvent = UpsertEvent | DeleteEvent | InitialEvent;
+/**
+ * Links confirmed in bulk: each pair is (the sender's record id, the
+ * receiver's record id). Sent for records the sender created or matched on
+ * the receiver's behalf, so the receiver learns their ids without one
+ * event per record.
+ */
+export interface LinksEvent {
+  readonly op: 'links';
+  readonly table: number;
+  readonly pairs: readonly (readonly [string, string])[];
+}
+
+export type BatchEvent = UpsertEvent | DeleteEvent | InitialEvent | LinksEvent;
 
 export interface Batch {
   readonly protocol: typeof protocolVersion;
