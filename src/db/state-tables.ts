@@ -112,6 +112,8 @@ const migrations: readonly Migration[] = [
         .addColumn('changed_at', 'bigint', (c) => c.notNull())
         .addPrimaryKeyConstraint('tablesync_outbox_pk', ['sync_name', 'table_number', 'record_id'])
         .execute();
+      // The builder takes a sync's oldest entries first: without this, every batch sorted the whole outbox.
+      await db.schema.createIndex('tablesync_outbox_age').ifNotExists().on(stateTables.outbox).columns(['sync_name', 'changed_at']).execute();
 
       // Batches built but not yet acknowledged by the peer, kept byte for byte so that a resend is identical.
       await db.schema

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { append } from '../group-by.js';
 import type { AnyKysely } from '../db/dialect.js';
 import { stateTables } from '../db/state-names.js';
 import type { ColumnSchema } from '../db/schema-types.js';
@@ -132,7 +133,7 @@ export class BatchApplier {
     const byTable = new Map<MappedTable, InitialEvent[]>();
     for (const event of events) {
       const table = this.mapping.tablesByNumber.get(event.table);
-      if (table !== undefined) byTable.set(table, [...(byTable.get(table) ?? []), event]);
+      if (table !== undefined) append(byTable, table, event);
     }
     for (const [table, tableEvents] of byTable) {
       const own = new OutboxWriter();
@@ -214,7 +215,7 @@ export class BatchApplier {
     const byTable = new Map<MappedTable, Exclude<BatchEvent, LinksEvent>[]>();
     for (const event of events) {
       const table = this.mapping.tablesByNumber.get(event.table);
-      if (table !== undefined && event.op !== 'links') byTable.set(table, [...(byTable.get(table) ?? []), event]);
+      if (table !== undefined && event.op !== 'links') append(byTable, table, event);
     }
     for (const [table, tableEvents] of byTable) {
       const linked = await localIdsFor(db, this.sync, table.number, tableEvents.map((e) => e.id));

@@ -1,4 +1,5 @@
 import type { AnyKysely } from '../db/dialect.js';
+import { append } from '../group-by.js';
 import { stateTables } from '../db/state-names.js';
 import type { MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
 import { protocolVersion, type Batch, type BatchEvent, type WireValue } from '../protocol/batch.js';
@@ -65,7 +66,7 @@ export async function buildBatch(
   // Events in outbox order, each with the entry it came from, so only the entries that fit are taken.
   const built: BuiltEntry[] = [];
   const byTable = new Map<number, OutboxRow[]>();
-  for (const entry of entries) byTable.set(entry.table_number, [...(byTable.get(entry.table_number) ?? []), entry]);
+  for (const entry of entries) append(byTable, entry.table_number, entry);
   for (const [tableNumber, rows] of byTable) {
     const table = mapping.tablesByNumber.get(tableNumber);
     // A table no longer configured: its entries are taken with no event, and so dropped.
@@ -86,10 +87,10 @@ export async function buildBatch(
   const events: BatchEvent[] = taken.flatMap((item) => item.events);
   // Links to confirm and nothing else: one event per table with all of them, not one per record.
   const pairs = new Map<number, [string, string][]>();
-  for (const { entry, link } of taken) if (link !== undefined) pairs.set(entry.table_number, [...(pairs.get(entry.table_number) ?? []), link]);
+  for (const { entry, link } of taken) if (link !== undefined) append(pairs, entry.table_number, link);
   for (const [table, tablePairs] of pairs) events.push({ op: 'links', table, pairs: tablePairs });
   const takenByTable = new Map<number, OutboxRow[]>();
-  for (const { entry } of taken) takenByTable.set(entry.table_number, [...(takenByTable.get(entry.table_number) ?? []), entry]);
+  for (const { entry } of taken) append(takenByTable, entry.table_number, entry);
 
   const seq = await nextSeq(context, db, mapping.name);
   const batch: Batch = {

@@ -1,4 +1,5 @@
 import type { AnyKysely } from '../db/dialect.js';
+import { append } from '../group-by.js';
 import { stateTables } from '../db/state-names.js';
 import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
 import type { InitialEvent } from '../protocol/batch.js';
@@ -136,7 +137,7 @@ export class InitialApplier {
         .execute()) as Record<string, unknown>[];
       for (const row of rows) {
         const key = signature(matchFields.map((f) => row[f.column]));
-        keysBySignature.set(key, [...(keysBySignature.get(key) ?? []), String(row[table.key])]);
+        append(keysBySignature, key, String(row[table.key]));
       }
     }
     const linked = await this.linkedLocals(db, table, [...keysBySignature.values()].flat());

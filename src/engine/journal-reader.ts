@@ -1,4 +1,5 @@
 import type { AnyKysely } from '../db/dialect.js';
+import { append } from '../group-by.js';
 import { journalOps, stateTables } from '../db/state-names.js';
 import type { EngineContext } from './context.js';
 import { readVersions, versionOf, writeVersions, type RecordVersions } from './field-versions.js';
@@ -35,7 +36,7 @@ export async function absorbJournal(context: EngineContext, db: AnyKysely, clock
 
   const outbox = new OutboxWriter();
   const byTable = new Map<string, JournalRow[]>();
-  for (const row of rows) byTable.set(row.table_name, [...(byTable.get(row.table_name) ?? []), row]);
+  for (const row of rows) append(byTable, row.table_name, row);
 
   for (const [table, tableRows] of byTable) {
     const versions = await readVersions(db, table, tableRows.map((r) => r.record_id));

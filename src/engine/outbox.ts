@@ -1,4 +1,5 @@
 import type { AnyKysely } from '../db/dialect.js';
+import { groupBy } from '../group-by.js';
 import { stateTables } from '../db/state-names.js';
 
 /** A changed field waiting to be sent: its version, and the version the peer last had (its parent). */
@@ -73,8 +74,7 @@ export class OutboxWriter {
   }
 
   async flush(db: AnyKysely): Promise<void> {
-    const bySync = new Map<string, OutboxEntry[]>();
-    for (const entry of this.#entries.values()) bySync.set(`${entry.sync}\u0000${entry.tableNumber}`, [...(bySync.get(`${entry.sync}\u0000${entry.tableNumber}`) ?? []), entry]);
+    const bySync = groupBy(this.#entries.values(), (entry) => `${entry.sync}\u0000${entry.tableNumber}`);
     for (const entries of bySync.values()) {
       const [first] = entries;
       if (first === undefined) continue;

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { append } from '../../group-by.js';
 import type { AnyKysely } from '../dialect.js';
 import { columnFamily, type ColumnSchema, type DatabaseSchema, type TableSchema } from '../schema-types.js';
 
@@ -55,7 +56,7 @@ export async function introspectMysql(db: AnyKysely): Promise<DatabaseSchema> {
   const indexColumns = new Map<string, string[]>();
   for (const row of uniques.rows) {
     const id = `${row.table_name}\u0000${row.index_name}`;
-    indexColumns.set(id, [...(indexColumns.get(id) ?? []), row.column_name]);
+    append(indexColumns, id, row.column_name);
   }
   for (const [id, indexed] of indexColumns) {
     const [tableName] = id.split('\u0000');
