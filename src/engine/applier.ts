@@ -7,7 +7,7 @@ import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapp
 import type { Batch, BatchEvent, DeleteEvent, InitialEvent, LinksEvent, UpsertEvent, WireValue } from '../protocol/batch.js';
 import { InitialApplier } from './initial-applier.js';
 import { BatchRefused } from '../protocol/decode.js';
-import { closeConflicts, conflictWinner, recordConflict } from './conflicts.js';
+import { closeConflicts, conflictFieldKey, conflictWinner, openConflictFields, recordConflict } from './conflicts.js';
 import type { EngineContext } from './context.js';
 import { readCursor, readSeq, writeCursor } from './cursors.js';
 import { readVersions, versionOf, writeVersions, type RecordVersions } from './field-versions.js';
@@ -34,6 +34,14 @@ export type ApplyOutcome =
   | { readonly kind: 'duplicate' }
   /** Arrived before the batch it follows: left where it is for later. */
   | { readonly kind: 'early'; readonly expected: number };
+
+type FieldChange = UpsertEvent['fields'][string];
+
+/** A change of the peer's and the record of ours it applies to. */
+interface UpdateTarget {
+  readonly event: UpsertEvent;
+  readonly localId: string;
+}
 
 export const emptyStats = (): ApplyStats => ({ events: 0, created: 0, updated: 0, deleted: 0, conflicts: 0, parked: 0 });
 
@@ -115,7 +123,7 @@ export class BatchApplier {
       if (initial.length > 0 && initial.length === batch.events.length) {
         await this.applyInitialBatch(db, initial, batch.seq, stats, outbox);
       } else {
-        for (const event of batch.events) await this.applyOrPark(db, event, batch.seq, stats, outbox);
+        await this.applyEvents(db, batch.events, batch.seq, stats, outbox);
       }
       await outbox.flush(db);
       await writeCursor(db, this.sync, 'in', batch.seq);
@@ -130,28 +138,81 @@ export class BatchApplier {
    * only the refused records are parked.
    */
   private async applyInitialBatch(db: AnyKysely, events: readonly InitialEvent[], batchSeq: number, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
-    const byTable = new Map<MappedTable, InitialEvent[]>();
+    for (const [table, tableEvents] of this.byTable(events)) {
+      const applied = await this.tryBulk(db, tableEvents.length, stats, outbox, async (bulkStats, bulkOutbox) =>
+        this.#initial.apply(db, table, tableEvents, await this.#peer(db), bulkStats, bulkOutbox),
+      );
+      if (!applied) for (const event of tableEvents) await this.applyOrPark(db, event, batchSeq, stats, outbox);
+    }
+  }
+
+  /**
+   * An ordinary batch. Changes to records linked already, the bulk of any
+   * steady stream, are applied table by table with a few queries for all of
+   * them rather than several per change. The rest (new records, deletes,
+   * links, a record the batch mentions twice) and any table whose bulk write
+   * the database refused go event by event, in the batch's order, so that
+   * only a refused change is parked.
+   */
+  private async applyEvents(db: AnyKysely, events: readonly BatchEvent[], batchSeq: number, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+    const mentions = new Map<string, number>();
+    const mentionKey = (event: Exclude<BatchEvent, LinksEvent>): string => `${event.table}\u0000${event.id}`;
+    for (const event of events) if (event.op !== 'links') mentions.set(mentionKey(event), (mentions.get(mentionKey(event)) ?? 0) + 1);
+    const upserts = events.filter((e): e is UpsertEvent => e.op === 'upsert' && mentions.get(mentionKey(e)) === 1);
+
+    const done = new Set<BatchEvent>();
+    for (const [table, tableEvents] of this.byTable(upserts)) {
+      const linked = await localIdsFor(db, this.sync, table.number, tableEvents.map((e) => e.id));
+      const targets = tableEvents.flatMap((event) => {
+        const localId = linked.get(event.id);
+        return localId === undefined ? [] : [{ event, localId }];
+      });
+      if (targets.length === 0) continue;
+      const applied = await this.tryBulk(db, targets.length, stats, outbox, (bulkStats, bulkOutbox) => this.updateRecords(db, table, targets, bulkStats, bulkOutbox));
+      if (applied) for (const { event } of targets) done.add(event);
+    }
+    for (const event of events) if (!done.has(event)) await this.applyOrPark(db, event, batchSeq, stats, outbox);
+  }
+
+  /** Events grouped by the table they name here, in order; a table not synced here has none. */
+  private byTable<E extends BatchEvent>(events: readonly E[]): Map<MappedTable, E[]> {
+    const out = new Map<MappedTable, E[]>();
     for (const event of events) {
       const table = this.mapping.tablesByNumber.get(event.table);
-      if (table !== undefined) append(byTable, table, event);
+      if (table !== undefined) append(out, table, event);
     }
-    for (const [table, tableEvents] of byTable) {
-      const own = new OutboxWriter();
-      const tableStats = emptyStats();
-      await sql.raw('SAVEPOINT tablesync_bulk').execute(db);
-      try {
-        await this.#initial.apply(db, table, tableEvents, await this.#peer(db), tableStats, own);
-        await sql.raw('RELEASE SAVEPOINT tablesync_bulk').execute(db);
-        outbox.absorb(own);
-        for (const key of Object.keys(stats) as (keyof ApplyStats)[]) stats[key] += tableStats[key];
-        stats.events += tableEvents.length;
-      } catch (err) {
-        if (this.context.database.adapter.dataErrorReason(err) === undefined) throw err;
-        await sql.raw('ROLLBACK TO SAVEPOINT tablesync_bulk').execute(db);
-        await sql.raw('RELEASE SAVEPOINT tablesync_bulk').execute(db);
-        for (const event of tableEvents) await this.applyOrPark(db, event, batchSeq, stats, outbox);
-      }
+    return out;
+  }
+
+  /**
+   * Runs the bulk write of `count` events under a savepoint. When the
+   * database refuses some of its data, undoes it all and returns false: the
+   * caller then applies those events one by one, parking only what is
+   * refused. Counts and outbox entries are kept only when it succeeds.
+   */
+  private async tryBulk(
+    db: AnyKysely,
+    count: number,
+    stats: ApplyStats,
+    outbox: OutboxWriter,
+    work: (stats: ApplyStats, outbox: OutboxWriter) => Promise<void>,
+  ): Promise<boolean> {
+    const own = new OutboxWriter();
+    const ownStats = emptyStats();
+    await sql.raw('SAVEPOINT tablesync_bulk').execute(db);
+    try {
+      await work(ownStats, own);
+      await sql.raw('RELEASE SAVEPOINT tablesync_bulk').execute(db);
+    } catch (err) {
+      if (this.context.database.adapter.dataErrorReason(err) === undefined) throw err;
+      await sql.raw('ROLLBACK TO SAVEPOINT tablesync_bulk').execute(db);
+      await sql.raw('RELEASE SAVEPOINT tablesync_bulk').execute(db);
+      return false;
     }
+    outbox.absorb(own);
+    for (const key of Object.keys(stats) as (keyof ApplyStats)[]) stats[key] += ownStats[key];
+    stats.events += count;
+    return true;
   }
 
   /** The peer's instance name: the batch's sender, or (retrying a parked change) the one recorded. */
@@ -212,12 +273,8 @@ export class BatchApplier {
 
   /** MySQL: lock the records the batch touches first, so no application write can slip in between our checks and our writes. */
   private async lockTargets(db: AnyKysely, events: readonly BatchEvent[]): Promise<void> {
-    const byTable = new Map<MappedTable, Exclude<BatchEvent, LinksEvent>[]>();
-    for (const event of events) {
-      const table = this.mapping.tablesByNumber.get(event.table);
-      if (table !== undefined && event.op !== 'links') append(byTable, table, event);
-    }
-    for (const [table, tableEvents] of byTable) {
+    const records = events.filter((e): e is Exclude<BatchEvent, LinksEvent> => e.op !== 'links');
+    for (const [table, tableEvents] of this.byTable(records)) {
       const linked = await localIdsFor(db, this.sync, table.number, tableEvents.map((e) => e.id));
       const ids = tableEvents.map((e) => linked.get(e.id) ?? e.peerId).filter((id) => id !== undefined);
       for (const chunk of chunks(ids, 500)) await db.selectFrom(table.name).select(table.key).where(table.key, 'in', chunk).forUpdate().execute();
@@ -231,12 +288,12 @@ export class BatchApplier {
     if (event.op === 'links') return this.applyLinks(db, table, event);
     const localId = await this.resolveLocal(db, table, event);
     if (event.op === 'delete') return this.applyDelete(db, table, localId, stats, outbox);
-    if (localId !== undefined) return this.update(db, table, event, localId, stats, outbox);
+    if (localId !== undefined) return this.updateRecords(db, table, [{ event, localId }], stats, outbox);
     // Reached us by another path already (a ring): link it, then treat this as an update.
     const known = event.origin === undefined ? undefined : await recordByOrigin(db, this.context, table.name, event.origin);
     if (known !== undefined && (await this.unlinked(db, table, known))) {
       await writeLink(db, this.sync, table.number, known, event.id);
-      return this.update(db, table, event, known, stats, outbox);
+      return this.updateRecords(db, table, [{ event, localId: known }], stats, outbox);
     }
     return this.create(db, table, event, stats, outbox);
   }
@@ -327,90 +384,134 @@ export class BatchApplier {
     this.passOnFields(table, localId, versions, outbox);
   }
 
-  private async update(db: AnyKysely, table: MappedTable, event: UpsertEvent, localId: string, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
-    const versions = await readVersions(db, table.name, [localId]);
-    const taken: RecordVersions = new Map([[localId, new Map()]]);
-    const parents = new Map<string, string>();
-    const updates: Record<string, unknown> = {};
-    let current: Record<string, unknown> | undefined;
+  /**
+   * Applies the peer's changes to records linked here: for each changed
+   * field, takes theirs, keeps ours (a conflict the rule gives to us), or
+   * does nothing (both sides already agree). Reads versions, open conflicts
+   * and (for conflicts only) current values with one query each for all the
+   * records, then writes one UPDATE per record and the versions in bulk.
+   */
+  private async updateRecords(db: AnyKysely, table: MappedTable, targets: readonly UpdateTarget[], stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+    const localIds = targets.map((t) => t.localId);
+    const versions = await readVersions(db, table.name, localIds);
+    const openConflicts = await openConflictFields(db, this.sync, table.number, localIds);
+    // Changed on both sides since they last agreed. A field we never send ("download": take theirs,
+    // never send ours) has no conflict: the peer's value always wins.
+    const inConflict = (field: MappedField, change: FieldChange, local: string): boolean => change.version !== local && change.parent !== local && field.sends;
+    const conflicting = targets.filter(({ event, localId }) =>
+      this.incomingFields(table, event).some(([field, change]) => inConflict(field, change, versionOf(versions, localId, field.column))),
+    );
+    const current = await this.readRecords(db, table, conflicting.map((t) => t.localId));
+    const taken: RecordVersions = new Map();
+    const closing: { localId: string; fieldNumber: number; resolution: string }[] = [];
 
+    for (const { event, localId } of targets) {
+      const takenHere = new Map<string, string>();
+      taken.set(localId, takenHere);
+      const parents = new Map<string, string>();
+      const updates: Record<string, unknown> = {};
+      const closeOpen = (field: MappedField, resolution: string): void => {
+        if (openConflicts.has(conflictFieldKey(localId, field.number))) closing.push({ localId, fieldNumber: field.number, resolution });
+      };
+
+      for (const [field, change] of this.incomingFields(table, event)) {
+        const local = versionOf(versions, localId, field.column);
+        if (change.version === local) {
+          closeOpen(field, 'both sides agree');
+          continue;
+        }
+        if (inConflict(field, change, local)) {
+          const rule = this.mapping.sync.conflicts;
+          const winner = conflictWinner(rule, local, change.version, this.mapping.sync.mode === 'active');
+          const ours = toWire(current.get(localId)?.[field.column]);
+          stats.conflicts += 1;
+          this.context.logger.warn(
+            { sync: this.sync, table: table.name, record: localId, field: field.column, ours, theirs: change.value, ourVersion: local, theirVersion: change.version, rule, kept: winner },
+            rule === 'manual' ? 'conflict: kept ours until someone resolves it' : `conflict: ${winner} kept by ${rule}`,
+          );
+          await recordConflict(db, {
+            sync: this.sync,
+            tableNumber: table.number,
+            localId,
+            fieldNumber: field.number,
+            ours: ours === null ? null : JSON.stringify(ours),
+            theirs: JSON.stringify(change.value),
+            ourVersion: local,
+            theirVersion: change.version,
+            ...(rule === 'manual' ? {} : { resolution: `${rule}: ${winner}` }),
+          });
+          if (winner === 'ours') continue;
+        } else {
+          closeOpen(field, 'resolved on the peer');
+        }
+        const value = await this.localValue(db, table, field, change.value, event.id);
+        if (value !== undefined) updates[field.column] = value;
+        takenHere.set(field.column, change.version);
+        parents.set(field.column, local);
+      }
+
+      if (Object.keys(updates).length > 0) {
+        await db.updateTable(table.name).set(updates).where(table.key, '=', localId).execute();
+        stats.updated += 1;
+      }
+      // The peer does not know our id yet: tell it.
+      if (event.peerId === undefined) outbox.touch(this.sync, table.number, localId, Date.now());
+      this.passOnFields(table, localId, taken, outbox, parents);
+    }
+
+    for (const { localId, fieldNumber, resolution } of closing) await closeConflicts(db, this.sync, table.number, localId, fieldNumber, resolution);
+    await writeVersions(db, table.name, taken);
+    await this.dropSuperseded(db, table, taken);
+  }
+
+  /** The fields of an upsert that this side takes from the peer, with their changes. */
+  private incomingFields(table: MappedTable, event: UpsertEvent): [MappedField, FieldChange][] {
+    const out: [MappedField, FieldChange][] = [];
     for (const [number, change] of Object.entries(event.fields)) {
       const field = table.fieldsByNumber.get(Number(number));
-      if (field?.receives !== true) continue;
-      const local = versionOf(versions, localId, field.column);
-      if (change.version === local) {
-        await closeConflicts(db, this.sync, table.number, localId, field.number, 'both sides agree');
-        continue;
-      }
-      // A field we never send ("download": take theirs, never send ours) has no conflict: the peer's value always wins.
-      if (change.parent !== local && field.sends) {
-        current ??= (await db.selectFrom(table.name).selectAll().where(table.key, '=', localId).executeTakeFirst()) as Record<string, unknown> | undefined;
-        const rule = this.mapping.sync.conflicts;
-        const winner = conflictWinner(rule, local, change.version, this.mapping.sync.mode === 'active');
-        const ours = toWire(current?.[field.column]);
-        stats.conflicts += 1;
-        this.context.logger.warn(
-          { sync: this.sync, table: table.name, record: localId, field: field.column, ours, theirs: change.value, ourVersion: local, theirVersion: change.version, rule, kept: winner },
-          rule === 'manual' ? 'conflict: kept ours until someone resolves it' : `conflict: ${winner} kept by ${rule}`,
-        );
-        await recordConflict(db, {
-          sync: this.sync,
-          tableNumber: table.number,
-          localId,
-          fieldNumber: field.number,
-          ours: ours === null ? null : JSON.stringify(ours),
-          theirs: JSON.stringify(change.value),
-          ourVersion: local,
-          theirVersion: change.version,
-          ...(rule === 'manual' ? {} : { resolution: `${rule}: ${winner}` }),
-        });
-        if (winner === 'ours') continue;
-      } else {
-        await closeConflicts(db, this.sync, table.number, localId, field.number, 'resolved on the peer');
-      }
-      const value = await this.localValue(db, table, field, change.value, event.id);
-      if (value !== undefined) updates[field.column] = value;
-      taken.get(localId)?.set(field.column, change.version);
-      parents.set(field.column, local);
+      if (field?.receives === true) out.push([field, change]);
     }
+    return out;
+  }
 
-    if (Object.keys(updates).length > 0) {
-      await db.updateTable(table.name).set(updates).where(table.key, '=', localId).execute();
-      stats.updated += 1;
+  /** Current rows of some records, by key. */
+  private async readRecords(db: AnyKysely, table: MappedTable, localIds: readonly string[]): Promise<Map<string, Record<string, unknown>>> {
+    const out = new Map<string, Record<string, unknown>>();
+    for (const chunk of chunks([...new Set(localIds)], 500)) {
+      const rows = (await db.selectFrom(table.name).selectAll().where(table.key, 'in', chunk).execute()) as Record<string, unknown>[];
+      for (const row of rows) out.set(String(row[table.key]), row);
     }
-    await writeVersions(db, table.name, taken);
-    await this.dropSuperseded(db, table, localId, [...(taken.get(localId)?.keys() ?? [])]);
-    // The peer does not know our id yet: tell it.
-    if (event.peerId === undefined) outbox.touch(this.sync, table.number, localId, Date.now());
-    this.passOnFields(table, localId, taken, outbox, parents);
+    return out;
   }
 
   /**
    * Our unsent changes of fields we just took from the peer are void: the
    * next batch would read the peer's value and send it under our version.
    */
-  private async dropSuperseded(db: AnyKysely, table: MappedTable, localId: string, columns: readonly string[]): Promise<void> {
-    if (columns.length === 0) return;
-    const where = { sync_name: this.sync, table_number: table.number, record_id: localId };
-    const row = (await db
-      .selectFrom(stateTables.outbox)
-      .select('fields')
-      .where('sync_name', '=', where.sync_name)
-      .where('table_number', '=', where.table_number)
-      .where('record_id', '=', where.record_id)
-      .executeTakeFirst()) as { fields: string } | undefined;
-    if (row === undefined) return;
-    const pending = JSON.parse(row.fields) as Record<string, unknown>;
-    const numbers = columns.map((column) => table.fieldsByColumn.get(column)?.number).filter((n) => n !== undefined && String(n) in pending);
-    if (numbers.length === 0) return;
-    for (const number of numbers) delete pending[String(number)];
-    await db
-      .updateTable(stateTables.outbox)
-      .set({ fields: JSON.stringify(pending) })
-      .where('sync_name', '=', where.sync_name)
-      .where('table_number', '=', where.table_number)
-      .where('record_id', '=', where.record_id)
-      .execute();
+  private async dropSuperseded(db: AnyKysely, table: MappedTable, taken: RecordVersions): Promise<void> {
+    const touched = [...taken].filter(([, columns]) => columns.size > 0).map(([localId]) => localId);
+    for (const chunk of chunks(touched, 500)) {
+      const rows = (await db
+        .selectFrom(stateTables.outbox)
+        .select(['record_id', 'fields'])
+        .where('sync_name', '=', this.sync)
+        .where('table_number', '=', table.number)
+        .where('record_id', 'in', chunk)
+        .execute()) as { record_id: string; fields: string }[];
+      for (const row of rows) {
+        const pending = JSON.parse(row.fields) as Record<string, unknown>;
+        const numbers = [...(taken.get(row.record_id)?.keys() ?? [])].map((column) => table.fieldsByColumn.get(column)?.number).filter((n) => n !== undefined && String(n) in pending);
+        if (numbers.length === 0) continue;
+        for (const number of numbers) delete pending[String(number)];
+        await db
+          .updateTable(stateTables.outbox)
+          .set({ fields: JSON.stringify(pending) })
+          .where('sync_name', '=', this.sync)
+          .where('table_number', '=', table.number)
+          .where('record_id', '=', row.record_id)
+          .execute();
+      }
+    }
   }
 
   /** A value that arrived → what to write; undefined for a user reference that matches nobody here. */

@@ -1,6 +1,7 @@
 import type { ConflictRule } from '../config/types.js';
 import type { AnyKysely } from '../db/dialect.js';
 import { stateTables } from '../db/state-names.js';
+import { chunks } from './outbox.js';
 
 export type Winner = 'ours' | 'theirs';
 
@@ -68,4 +69,28 @@ export async function closeConflicts(db: AnyKysely, sync: string, tableNumber: n
     .where('field_number', '=', fieldNumber)
     .where('resolved_at', 'is', null)
     .execute();
+}
+
+/** Identifies a field of a record in the set `openConflictFields` returns. */
+export const conflictFieldKey = (localId: string, fieldNumber: number): string => `${localId}\u0000${fieldNumber}`;
+
+/**
+ * The fields of these records with an open conflict: one query for a whole
+ * batch's records rather than one update per applied field, since almost
+ * every applied field has none.
+ */
+export async function openConflictFields(db: AnyKysely, sync: string, tableNumber: number, localIds: readonly string[]): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const chunk of chunks([...new Set(localIds)], 500)) {
+    const rows = (await db
+      .selectFrom(stateTables.conflicts)
+      .select(['local_id', 'field_number'])
+      .where('sync_name', '=', sync)
+      .where('resolved_at', 'is', null)
+      .where('table_number', '=', tableNumber)
+      .where('local_id', 'in', chunk)
+      .execute()) as { local_id: string; field_number: number | string }[];
+    for (const row of rows) out.add(conflictFieldKey(row.local_id, Number(row.field_number)));
+  }
+  return out;
 }
