@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { DatabaseConfig, DialectName } from '../config/types.js';
 import type { DatabaseSchema } from './schema-types.js';
+import type { Upsert } from './upsert.js';
 
 /**
  * A Kysely instance over tables known only at run time (the application's
@@ -100,6 +101,9 @@ export interface DialectAdapter {
    * where it cannot.
    */
   insertNumbered(db: AnyKysely, table: string, rows: readonly Record<string, unknown>[]): Promise<string[]>;
+
+  /** Inserts rows or overwrites the `update` columns of those whose `key` exists: see upsert.ts. */
+  readonly upsert: Upsert;
 
   /** The insert, update and delete capture triggers of one table. */
   captureTriggers(spec: CaptureSpec): TriggerDefinition[];

@@ -125,7 +125,7 @@ export class BatchApplier {
       } else {
         await this.applyEvents(db, batch.events, batch.seq, stats, outbox);
       }
-      await outbox.flush(db);
+      await outbox.flush(db, this.context.database.adapter);
       await writeCursor(db, this.sync, 'in', batch.seq);
       await clock.save(db);
       return { kind: 'applied', stats };
@@ -376,7 +376,7 @@ export class BatchApplier {
       const field = table.fieldsByNumber.get(Number(number));
       if (field?.receives === true) versions.get(localId)?.set(field.column, change.version);
     }
-    await writeVersions(db, table.name, versions);
+    await writeVersions(db, this.context.database.adapter, table.name, versions);
     stats.created += 1;
     // Tells the peer our id; and hands the new record to our other syncs.
     outbox.touch(this.sync, table.number, localId, Date.now());
@@ -460,7 +460,7 @@ export class BatchApplier {
     }
 
     for (const { localId, fieldNumber, resolution } of closing) await closeConflicts(db, this.sync, table.number, localId, fieldNumber, resolution);
-    await writeVersions(db, table.name, taken);
+    await writeVersions(db, this.context.database.adapter, table.name, taken);
     await this.dropSuperseded(db, table, taken);
   }
 

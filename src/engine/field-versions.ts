@@ -1,4 +1,4 @@
-import type { AnyKysely } from '../db/dialect.js';
+import type { AnyKysely, DialectAdapter } from '../db/dialect.js';
 import { stateTables } from '../db/state-names.js';
 import { chunks } from './outbox.js';
 import { baseVersion } from './versions.js';
@@ -28,17 +28,10 @@ export function versionOf(versions: RecordVersions, recordId: string, column: st
   return versions.get(recordId)?.get(column) ?? baseVersion;
 }
 
-/** Writes new versions of one table's fields: the old rows of exactly those fields go, the new ones come. */
-export async function writeVersions(db: AnyKysely, table: string, changes: RecordVersions): Promise<void> {
+/** Writes new versions of one table's fields: those fields' rows are inserted or overwritten in one statement per few hundred. */
+export async function writeVersions(db: AnyKysely, adapter: Pick<DialectAdapter, 'upsert'>, table: string, changes: RecordVersions): Promise<void> {
   const rows = [...changes].flatMap(([record_id, columns]) =>
     [...columns].map(([column_name, version]) => ({ table_name: table, record_id, column_name, version })),
   );
-  for (const chunk of chunks(rows, 300)) {
-    await db
-      .deleteFrom(stateTables.fieldVersions)
-      .where('table_name', '=', table)
-      .where((eb) => eb.or(chunk.map((r) => eb.and([eb('record_id', '=', r.record_id), eb('column_name', '=', r.column_name)]))))
-      .execute();
-    await db.insertInto(stateTables.fieldVersions).values(chunk).execute();
-  }
+  for (const chunk of chunks(rows, 500)) await adapter.upsert(db, stateTables.fieldVersions, chunk, ['table_name', 'record_id', 'column_name'], ['version']);
 }

@@ -42,9 +42,9 @@ export async function absorbJournal(context: EngineContext, db: AnyKysely, clock
     const versions = await readVersions(db, table, tableRows.map((r) => r.record_id));
     const changed: RecordVersions = new Map();
     for (const row of tableRows) absorbRow(context, row, versions, changed, clock, outbox);
-    await writeVersions(db, table, changed);
+    await writeVersions(db, context.database.adapter, table, changed);
   }
-  await outbox.flush(db);
+  await outbox.flush(db, context.database.adapter);
   for (const chunk of chunks(rows.map((r) => r.seq), 1000)) {
     await db.deleteFrom(stateTables.journal).where('seq', 'in', chunk).execute();
   }

@@ -33,7 +33,7 @@ async function withCurrentVersions<T>(context: EngineContext, work: (db: AnyKyse
     while ((await absorbJournal(context, db, clock)) === journalPassSize);
     const outbox = new OutboxWriter();
     const result = await work(db, clock, outbox);
-    await outbox.flush(db);
+    await outbox.flush(db, context.database.adapter);
     await clock.save(db);
     return result;
   });
@@ -81,7 +81,7 @@ export async function resolveConflict(context: EngineContext, id: number, keep: 
       const applier = new BatchApplier(context, mapping);
       const value = await applier.localValue(db, table, field, JSON.parse(row.theirs ?? 'null') as WireValue, row.local_id);
       await db.updateTable(table.name).set({ [field.column]: value ?? null }).where(table.key, '=', row.local_id).execute();
-      await writeVersions(db, table.name, new Map([[row.local_id, new Map([[field.column, row.their_version]])]]));
+      await writeVersions(db, context.database.adapter, table.name, new Map([[row.local_id, new Map([[field.column, row.their_version]])]]));
       for (const other of context.mappings) {
         const theirs = other.tablesByName.get(table.name);
         const otherField = theirs?.fieldsByColumn.get(field.column);
@@ -91,7 +91,7 @@ export async function resolveConflict(context: EngineContext, id: number, keep: 
       }
     } else {
       const version = clock.next(now);
-      await writeVersions(db, table.name, new Map([[row.local_id, new Map([[field.column, version]])]]));
+      await writeVersions(db, context.database.adapter, table.name, new Map([[row.local_id, new Map([[field.column, version]])]]));
       for (const other of context.mappings) {
         const theirs = other.tablesByName.get(table.name);
         const otherField = theirs?.fieldsByColumn.get(field.column);
@@ -170,7 +170,7 @@ export async function pushRecord(context: EngineContext, sync: string, tableNumb
       fresh.set(field.column, version);
       outbox.field(sync, table.number, recordId, field.number, { version, parent: versionOf(versions, recordId, field.column) }, now);
     }
-    await writeVersions(db, table.name, new Map([[recordId, fresh]]));
+    await writeVersions(db, context.database.adapter, table.name, new Map([[recordId, fresh]]));
   });
 }
 

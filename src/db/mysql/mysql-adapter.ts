@@ -3,6 +3,7 @@ import { createPool } from 'mysql2';
 import type { DatabaseConfig } from '../../config/types.js';
 import { DatabaseConnectError, redactUrl } from '../../errors.js';
 import type { AnyKysely, DialectAdapter, InstalledTrigger } from '../dialect.js';
+import { upsertOnDuplicateKey } from '../upsert.js';
 import { triggerPrefix } from '../state-names.js';
 import { mysqlCaptureTriggers, quoteMysql } from './mysql-capture.js';
 import { introspectMysql } from './mysql-introspector.js';
@@ -13,6 +14,7 @@ export const mysqlAdapter: DialectAdapter = {
   autoIncrementType: 'bigint',
   longTextType: 'longtext',
   lockingReads: true,
+  upsert: upsertOnDuplicateKey,
 
   dataErrorReason(err) {
     const { code, errno, sqlMessage } = err as { code?: string; errno?: number; sqlMessage?: string };

@@ -3,6 +3,7 @@ import { Kysely, SqliteDialect, sql } from 'kysely';
 import type { DatabaseConfig } from '../../config/types.js';
 import { DatabaseConnectError } from '../../errors.js';
 import type { AnyKysely, DialectAdapter, InstalledTrigger } from '../dialect.js';
+import { upsertOnConflict } from '../upsert.js';
 import { stateTables, triggerPrefix } from '../state-names.js';
 import { quoteSqlite, sqliteCaptureTriggers } from './sqlite-capture.js';
 import { introspectSqlite } from './sqlite-introspector.js';
@@ -16,6 +17,7 @@ export const sqliteAdapter: DialectAdapter = {
   autoIncrementType: 'integer',
   longTextType: 'text',
   lockingReads: false,
+  upsert: upsertOnConflict,
 
   dataErrorReason(err) {
     const { code, message } = err as { code?: string; message?: string };
