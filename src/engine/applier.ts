@@ -3,6 +3,7 @@ import { append } from '../group-by.js';
 import type { AnyKysely } from '../db/dialect.js';
 import { stateTables } from '../db/state-names.js';
 import type { ColumnSchema } from '../db/schema-types.js';
+import { updateRows, type RowUpdate } from '../db/update-rows.js';
 import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
 import type { Batch, BatchEvent, DeleteEvent, InitialEvent, LinksEvent, UpsertEvent, WireValue } from '../protocol/batch.js';
 import { InitialApplier } from './initial-applier.js';
@@ -389,7 +390,7 @@ export class BatchApplier {
    * field, takes theirs, keeps ours (a conflict the rule gives to us), or
    * does nothing (both sides already agree). Reads versions, open conflicts
    * and (for conflicts only) current values with one query each for all the
-   * records, then writes one UPDATE per record and the versions in bulk.
+   * records, then writes the records and their versions in bulk.
    */
   private async updateRecords(db: AnyKysely, table: MappedTable, targets: readonly UpdateTarget[], stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
     const localIds = targets.map((t) => t.localId);
@@ -404,6 +405,7 @@ export class BatchApplier {
     const current = await this.readRecords(db, table, conflicting.map((t) => t.localId));
     const taken: RecordVersions = new Map();
     const closing: { localId: string; fieldNumber: number; resolution: string }[] = [];
+    const writes: RowUpdate[] = [];
 
     for (const { event, localId } of targets) {
       const takenHere = new Map<string, string>();
@@ -450,15 +452,13 @@ export class BatchApplier {
         parents.set(field.column, local);
       }
 
-      if (Object.keys(updates).length > 0) {
-        await db.updateTable(table.name).set(updates).where(table.key, '=', localId).execute();
-        stats.updated += 1;
-      }
+      writes.push({ key: localId, set: updates });
       // The peer does not know our id yet: tell it.
       if (event.peerId === undefined) outbox.touch(this.sync, table.number, localId, Date.now());
       this.passOnFields(table, localId, taken, outbox, parents);
     }
 
+    stats.updated += await updateRows(db, table.name, table.key, writes);
     for (const { localId, fieldNumber, resolution } of closing) await closeConflicts(db, this.sync, table.number, localId, fieldNumber, resolution);
     await writeVersions(db, this.context.database.adapter, table.name, taken);
     await this.dropSuperseded(db, table, taken);

@@ -1,6 +1,7 @@
 import type { AnyKysely } from '../db/dialect.js';
 import { append } from '../group-by.js';
 import { stateTables } from '../db/state-names.js';
+import { updateRows, type RowUpdate } from '../db/update-rows.js';
 import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
 import type { InitialEvent } from '../protocol/batch.js';
 import type { ApplyStats } from './applier.js';
@@ -154,6 +155,7 @@ export class InitialApplier {
   private async updateBase(db: AnyKysely, table: MappedTable, found: ReadonlyMap<InitialEvent, string>, stats: ApplyStats): Promise<void> {
     if (found.size === 0) return;
     const versions = await readVersions(db, table.name, [...found.values()]);
+    const writes: RowUpdate[] = [];
     for (const [event, local] of found) {
       const set: Record<string, unknown> = {};
       for (const [number, wire] of Object.entries(event.record)) {
@@ -163,10 +165,9 @@ export class InitialApplier {
         if (value !== undefined) set[field.column] = value;
       }
       if (event.deleted === true && table.config.status !== undefined) set[table.config.status.column] = table.config.status.deleted;
-      if (Object.keys(set).length === 0) continue;
-      await db.updateTable(table.name).set(set).where(table.key, '=', local).execute();
-      stats.updated += 1;
+      writes.push({ key: local, set });
     }
+    stats.updated += await updateRows(db, table.name, table.key, writes);
   }
 
   private async create(db: AnyKysely, table: MappedTable, events: readonly InitialEvent[], stats: ApplyStats): Promise<{ local: string; event: InitialEvent }[]> {
