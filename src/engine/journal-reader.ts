@@ -30,7 +30,10 @@ export const journalPassSize = 2000;
  */
 export async function absorbJournal(context: EngineContext, db: AnyKysely, clock: VersionClock): Promise<number> {
   let query = db.selectFrom(stateTables.journal).selectAll().orderBy('seq').limit(journalPassSize);
-  if (context.database.adapter.lockingReads) query = query.forUpdate();
+  // SKIP LOCKED: a row the application has not committed yet is taken next time. Waiting for it could close a
+  // cycle (the application's transaction may be waiting for a record the applier has locked): a deadlock the
+  // application would see. Absorbers never take the same rows twice: each holds the version clock's lock.
+  if (context.database.adapter.lockingReads) query = query.forUpdate().skipLocked();
   const rows = (await query.execute()) as JournalRow[];
   if (rows.length === 0) return 0;
 
