@@ -7,6 +7,7 @@ import { updateRows, type RowUpdate } from '../db/update-rows.js';
 import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
 import type { Batch, BatchEvent, DeleteEvent, InitialEvent, LinksEvent, UpsertEvent, WireValue } from '../protocol/batch.js';
 import { InitialApplier } from './initial-applier.js';
+import { queueBatch } from './batch-builder.js';
 import { BatchRefused } from '../protocol/decode.js';
 import { closeConflicts, conflictFieldKey, conflictWinner, openConflictFields, recordConflict } from './conflicts.js';
 import type { EngineContext } from './context.js';
@@ -43,6 +44,9 @@ interface UpdateTarget {
   readonly event: UpsertEvent;
   readonly localId: string;
 }
+
+/** Link pairs per queued batch: ids of up to 191 characters still keep one under 8 MiB. */
+const linksPerBatch = 10_000;
 
 export const emptyStats = (): ApplyStats => ({ events: 0, created: 0, updated: 0, deleted: 0, conflicts: 0, parked: 0 });
 
@@ -128,6 +132,7 @@ export class BatchApplier {
       }
       await outbox.flush(db, this.context.database.adapter);
       await writeCursor(db, this.sync, 'in', batch.seq);
+      await this.confirmLinks(db, outbox);
       await clock.save(db);
       return { kind: 'applied', stats };
     });
@@ -214,6 +219,19 @@ export class BatchApplier {
     for (const key of Object.keys(stats) as (keyof ApplyStats)[]) stats[key] += ownStats[key];
     stats.events += count;
     return true;
+  }
+
+  /**
+   * Queues the links an initial batch made as batches of `links` events for
+   * their syncs, numbered after what is queued already, a few thousand
+   * pairs each so that a batch stays well within any transport's limit.
+   */
+  private async confirmLinks(db: AnyKysely, outbox: OutboxWriter): Promise<void> {
+    for (const [sync, tables] of outbox.takeLinks()) {
+      for (const [table, pairs] of tables) {
+        for (const chunk of chunks(pairs, linksPerBatch)) await queueBatch(this.context, db, sync, [{ op: 'links', table, pairs: chunk }]);
+      }
+    }
   }
 
   /** The peer's instance name: the batch's sender, or (retrying a parked change) the one recorded. */

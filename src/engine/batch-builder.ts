@@ -92,19 +92,7 @@ export async function buildBatch(
   const takenByTable = new Map<number, OutboxRow[]>();
   for (const { entry } of taken) append(takenByTable, entry.table_number, entry);
 
-  const seq = await nextSeq(context, db, mapping.name);
-  const batch: Batch = {
-    protocol: protocolVersion,
-    sync: mapping.name,
-    from: context.config.instance,
-    seq,
-    ack: await readSeq(db, mapping.name, 'in'),
-    sentAt: Date.now(),
-    events,
-  };
-  const body = JSON.stringify(batch);
-  await db.insertInto(stateTables.batchesOut).values({ sync_name: mapping.name, seq, body, events: events.length, created_at: Date.now() }).execute();
-  await writeCursor(db, mapping.name, 'out', seq);
+  const queued = await queueBatch(context, db, mapping.name, events);
   for (const [tableNumber, rows] of takenByTable) {
     for (const chunk of chunks(rows, 500)) {
       await db
@@ -119,6 +107,28 @@ export async function buildBatch(
         .execute();
     }
   }
+  return queued;
+}
+
+/**
+ * Stores events as the sync's next numbered batch, in the caller's
+ * transaction, acknowledging what we applied so far. The stored body is
+ * what every resend sends, byte for byte, until the peer acknowledges it.
+ */
+export async function queueBatch(context: EngineContext, db: AnyKysely, sync: string, events: BatchEvent[]): Promise<BuiltBatch> {
+  const seq = await nextSeq(context, db, sync);
+  const batch: Batch = {
+    protocol: protocolVersion,
+    sync,
+    from: context.config.instance,
+    seq,
+    ack: await readSeq(db, sync, 'in'),
+    sentAt: Date.now(),
+    events,
+  };
+  const body = JSON.stringify(batch);
+  await db.insertInto(stateTables.batchesOut).values({ sync_name: sync, seq, body, events: events.length, created_at: Date.now() }).execute();
+  await writeCursor(db, sync, 'out', seq);
   return { batch, body };
 }
 

@@ -66,8 +66,8 @@ export class InitialApplier {
       created.filter(({ event }) => !event.origin.startsWith(`${this.context.config.instance}/`)).map(({ local, event }) => ({ localId: local, origin: event.origin })),
     );
     const now = Date.now();
-    // The sender learns our ids (in bulk: see the batch builder's links event).
-    for (const { local } of newLinks) outbox.touch(this.sync, table.number, local, now);
+    // The sender learns our ids, in a batch of links of their own.
+    for (const { local, event } of newLinks) outbox.linked(this.sync, table.number, local, event.id);
     for (const { local } of created) {
       for (const other of this.context.mappings) {
         const theirs = other.name === this.sync ? undefined : other.tablesByName.get(table.name);

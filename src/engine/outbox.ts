@@ -1,5 +1,5 @@
 import type { AnyKysely, DialectAdapter } from '../db/dialect.js';
-import { groupBy } from '../group-by.js';
+import { append, groupBy } from '../group-by.js';
 import { stateTables } from '../db/state-names.js';
 
 /** A changed field waiting to be sent: its version, and the version the peer last had (its parent). */
@@ -36,6 +36,8 @@ const keyOf = (sync: string, table: number, record: string): string => `${sync}\
  */
 export class OutboxWriter {
   readonly #entries = new Map<string, OutboxEntry>();
+  /** Per sync, then table: (our id, the peer's id) of records linked in bulk, to confirm to the peer. */
+  readonly #links = new Map<string, Map<number, [string, string][]>>();
 
   /** Mentions a record (a new record, a link to confirm, a status change) even without changed fields. */
   touch(sync: string, tableNumber: number, recordId: string, at: number): OutboxEntry {
@@ -59,8 +61,28 @@ export class OutboxWriter {
     this.touch(sync, tableNumber, recordId, at).deleted = true;
   }
 
+  /**
+   * A link made by an initial sync, for the peer to learn our id. These do
+   * not go through tablesync_outbox: a million-row initial sync would write,
+   * read and delete a million rows there only to send the pairs back. The
+   * applier queues them as a batch of their own (see `takeLinks`).
+   */
+  linked(sync: string, tableNumber: number, localId: string, peerId: string): void {
+    let bySync = this.#links.get(sync);
+    if (bySync === undefined) this.#links.set(sync, (bySync = new Map()));
+    append(bySync, tableNumber, [localId, peerId]);
+  }
+
+  /** The links recorded by `linked`, forgotten here. */
+  takeLinks(): Map<string, Map<number, [string, string][]>> {
+    const links = new Map(this.#links);
+    this.#links.clear();
+    return links;
+  }
+
   /** Takes over another writer's entries (an event's, once that event has applied). */
   absorb(other: OutboxWriter): void {
+    for (const [sync, tables] of other.takeLinks()) for (const [table, pairs] of tables) for (const [localId, peerId] of pairs) this.linked(sync, table, localId, peerId);
     for (const entry of other.#entries.values()) {
       const mine = this.touch(entry.sync, entry.tableNumber, entry.recordId, entry.changedAt);
       for (const [number, change] of Object.entries(entry.fields)) this.field(entry.sync, entry.tableNumber, entry.recordId, Number(number), change, entry.changedAt);
