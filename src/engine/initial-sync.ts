@@ -2,8 +2,8 @@ import type { AnyKysely } from '../db/dialect.js';
 import { stateTables } from '../db/state-names.js';
 import { UsageError } from '../errors.js';
 import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
-import { protocolVersion, type Batch, type InitialEvent, type WireValue } from '../protocol/batch.js';
-import { nextSeq } from './batch-builder.js';
+import type { InitialEvent, WireValue } from '../protocol/batch.js';
+import { queueBatch } from './batch-builder.js';
 import type { EngineContext } from './context.js';
 import { readCursor, readSeq, writeCursor } from './cursors.js';
 import { readLinks, readOrigins } from './links.js';
@@ -31,7 +31,11 @@ export interface InitialSyncProgress {
 
 /** Timing and sizes; defaults suit a million rows over a LAN. */
 export interface InitialSyncPolicy {
-  /** Rows read per chunk at most; a chunk also stops before the transport's batch size limit. Default 20,000. */
+  /**
+   * Rows read per chunk at most; a chunk also stops before the transport's batch size limit. Default
+   * 5,000: the receiving daemon holds a batch whole while it applies it (and the next few as they
+   * arrive), so its memory follows the size of a batch, never the size of the table.
+   */
   readonly chunkRows: number;
   /** Batches waiting for the peer's acknowledgement before the next chunk is read. Default 4, half the daemon's window. */
   readonly window: number;
@@ -39,7 +43,7 @@ export interface InitialSyncPolicy {
   readonly pollMs: number;
 }
 
-export const defaultInitialSyncPolicy: InitialSyncPolicy = { chunkRows: 20_000, window: 4, pollMs: 50 };
+export const defaultInitialSyncPolicy: InitialSyncPolicy = { chunkRows: 5_000, window: 4, pollMs: 50 };
 
 interface Position {
   /** The key of the last row queued, as text; null before the first. */
@@ -214,18 +218,7 @@ export class InitialSync {
       events.push(event);
     }
 
-    const seq = await nextSeq(this.context, db, mapping.name);
-    const batch: Batch = {
-      protocol: protocolVersion,
-      sync: mapping.name,
-      from: this.context.config.instance,
-      seq,
-      ack: await readSeq(db, mapping.name, 'in'),
-      sentAt: Date.now(),
-      events,
-    };
-    await db.insertInto(stateTables.batchesOut).values({ sync_name: mapping.name, seq, body: JSON.stringify(batch), events: events.length, created_at: Date.now() }).execute();
-    await writeCursor(db, mapping.name, 'out', seq);
+    const { seq } = (await queueBatch(this.context, db, mapping.name, events)).batch;
     const last = events.at(-1)?.id ?? position.last;
     const next: Position = { last, queued: position.queued + events.length, done: false };
     await writeCursor(db, mapping.name, cursor, JSON.stringify(next));

@@ -32,21 +32,21 @@ import {
  * | 12  | title           | label          |
  * | 13  | price           | price          |
  *
- * The command reads 20,000 rows per chunk and stops queuing while the peer
+ * The command reads 5,000 rows per chunk and stops queuing while the peer
  * has 4 batches unacknowledged. The tests that need the command in the
  * middle of its work hold the receiving daemon down with 3 ordinary batches
  * waiting, so that the command stops, deterministically, right after its
  * first chunk: in the middle of the clients when there are a little more
- * than 20,000 of them (the crash test), or after the clients and before the
+ * than 5,000 of them (the crash test), or after the clients and before the
  * products when there are fewer (the test of the applications' changes).
  * There is no option for a smaller chunk.
  */
-const chunkRows = 20_000;
-/** More than one chunk: the first 20,000 go in the first chunk, the rest later. */
+const chunkRows = 5_000;
+/** More than one chunk: the first 5,000 go in the first chunk, the rest later. */
 const bigTable = chunkRows + 400;
 /** Several daemons and commands per test: on a loaded machine, more than the suite's 60 s. */
 const testTimeout = 120_000;
-/** The crash test moves its 20,000 clients twice (beta is killed while it applies them). */
+/** The crash test moves its 5,000 clients twice (beta is killed while it applies them). */
 const crashTestTimeout = 180_000;
 
 function shopSchemaAlpha(db: TestDatabase): string[] {
