@@ -48,10 +48,11 @@ export interface RawSync {
 
 export interface RawConfig {
   instance: string;
-  database: { dialect: 'mysql' | 'sqlite'; url?: string; file?: string };
+  database: { dialect: 'mysql' | 'sqlite' | 'postgres'; url?: string; file?: string };
   listen?: string | number;
   tls?: { cert?: string; key?: string; ca?: string };
   log: { level: LogLevel };
+  health: { peerTimeout?: string };
   users?: { table: string; key: string; login?: string; fullName?: string };
   syncs: RawSync[];
 }

@@ -24,10 +24,17 @@ export function checkRules(config: RawConfig): ConfigProblem[] {
   checkUniqueNames(config.syncs, report);
   config.syncs.forEach((sync, s) => checkSync(config, sync, ['syncs', s], report));
   checkOneKeyPerTable(config.syncs, report);
+  checkHealth(config, report);
   return problems;
 }
 
 type Report = (path: DocPath, message: string) => void;
+
+/** The URL schemes each server dialect accepts (the first is the one shown), and its usual port for the examples. */
+const serverUrls: Record<'mysql' | 'postgres', { readonly schemes: readonly string[]; readonly port: number }> = {
+  mysql: { schemes: ['mysql'], port: 3306 },
+  postgres: { schemes: ['postgres', 'postgresql'], port: 5432 },
+};
 
 function checkDatabase(config: RawConfig, report: Report): void {
   const { dialect, url, file } = config.database;
@@ -39,8 +46,9 @@ function checkDatabase(config: RawConfig, report: Report): void {
     if (url !== undefined) report(['database', 'url'], 'is for server databases; a sqlite database takes file');
     return;
   }
+  const { schemes, port } = serverUrls[dialect];
   if (url === undefined) {
-    report(['database', 'url'], `is required for a ${dialect} database, such as ${dialect}://user:\${DB_PASSWORD}@127.0.0.1:3306/crm`);
+    report(['database', 'url'], `is required for a ${dialect} database, such as ${dialect}://user:\${DB_PASSWORD}@127.0.0.1:${port}/crm`);
     return;
   }
   if (file !== undefined) report(['database', 'file'], `is for sqlite; a ${dialect} database takes url`);
@@ -51,11 +59,12 @@ function checkDatabase(config: RawConfig, report: Report): void {
     report(['database', 'url'], `is not a valid URL; expected ${dialect}://user:password@host:port/database`);
     return;
   }
-  if (parsed.protocol !== `${dialect}:`) {
-    report(['database', 'url'], `must start with ${dialect}:// for dialect ${dialect} (found ${parsed.protocol}//)`);
+  if (!schemes.some((scheme) => parsed.protocol === `${scheme}:`)) {
+    const or = schemes.slice(1).map((scheme) => ` (or ${scheme}://)`).join('');
+    report(['database', 'url'], `must start with ${dialect}://${or} for dialect ${dialect} (found ${parsed.protocol}//)`);
   }
   if (parsed.pathname.replace(/^\//, '') === '') {
-    report(['database', 'url'], 'must name the database after the host, such as …@127.0.0.1:3306/crm');
+    report(['database', 'url'], `must name the database after the host, such as …@127.0.0.1:${port}/crm`);
   }
 }
 
@@ -68,6 +77,26 @@ function checkListen(listen: string | number | undefined, report: Report): void 
 /** Bounds of `every`: faster is a busy loop, slower overflows Node's timers. */
 const minEveryMs = 50;
 const maxEveryMs = 24 * 3_600_000;
+
+/** Below a second, one slow exchange would make /healthz fail. */
+const minPeerTimeoutMs = 1000;
+
+/** A peer timeout no longer than a sync's period would fail /healthz between two exchanges that both succeed. */
+function checkHealth(config: RawConfig, report: Report): void {
+  const text = config.health?.peerTimeout;
+  if (text === undefined || !/^[0-9]+(ms|s|m|h)$/.test(text)) return;
+  const timeoutMs = parseDuration(text);
+  if (timeoutMs < minPeerTimeoutMs) {
+    report(['health', 'peerTimeout'], `must be at least 1s (found ${text})`);
+    return;
+  }
+  config.syncs.forEach((sync, s) => {
+    if (sync.every === undefined || !/^[0-9]+(ms|s|m|h)$/.test(sync.every)) return;
+    if (parseDuration(sync.every) >= timeoutMs) {
+      report(['health', 'peerTimeout'], `must be longer than syncs[${s}].every (${sync.every}), or /healthz would fail between two exchanges; a few times longer is better (found ${text})`);
+    }
+  });
+}
 
 /** Whether two folders are the same place: `out` and `./out/` are. FTP folders are paths on the server. */
 function samePlace(type: 'folder' | 'ftp', a: string, b: string): boolean {

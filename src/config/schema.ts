@@ -25,6 +25,13 @@ const number = { type: 'integer', minimum: 1, maximum: 2147483647 } as const;
 
 const nonEmptyString = { type: 'string', minLength: 1 } as const;
 
+/** Parsed by duration.ts; the same form wherever a setting takes a duration. */
+const duration = {
+  type: 'string',
+  pattern: '^[0-9]+(ms|s|m|h)$',
+  'x-message': 'must be a duration such as 250ms, 1s, 5m or 1h',
+} as const;
+
 const field = {
   type: 'object',
   additionalProperties: false,
@@ -116,11 +123,7 @@ const sync = {
       discriminator: { propertyName: 'type' },
       oneOf: [httpTransport, folderTransport, ftpTransport],
     },
-    every: {
-      type: 'string',
-      pattern: '^[0-9]+(ms|s|m|h)$',
-      'x-message': 'must be a duration such as 250ms, 1s, 5m or 1h',
-    },
+    every: duration,
     schedule: nonEmptyString,
     conflicts: { enum: ['newest-wins', 'active-wins', 'passive-wins', 'manual'], default: 'newest-wins' },
     users: { enum: ['login', 'fullName', 'id'], default: 'login' },
@@ -140,7 +143,7 @@ export const configSchema = {
       additionalProperties: false,
       required: ['dialect'],
       properties: {
-        dialect: { enum: ['mysql', 'sqlite'] },
+        dialect: { enum: ['mysql', 'sqlite', 'postgres'] },
         url: nonEmptyString,
         file: nonEmptyString,
       },
@@ -162,6 +165,15 @@ export const configSchema = {
       default: {},
       properties: {
         level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+      },
+    },
+    health: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // No default here: it depends on the syncs' `every` (see load-config.ts).
+        peerTimeout: duration,
       },
     },
     users: {

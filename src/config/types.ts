@@ -4,11 +4,13 @@
  * folder, and frozen. Nothing downstream checks it again.
  */
 
-export type DialectName = 'mysql' | 'sqlite';
+import type { ConfigProblem } from '../errors.js';
+
+export type DialectName = 'mysql' | 'sqlite' | 'postgres';
 
 export interface DatabaseConfig {
   readonly dialect: DialectName;
-  /** Connection URL (mysql); never logged unredacted. */
+  /** Connection URL (mysql, postgres); never logged unredacted. */
   readonly url?: string;
   /** Absolute path of the database file (sqlite). */
   readonly file?: string;
@@ -34,6 +36,12 @@ export interface TlsConfig {
 export interface ServerTlsConfig {
   readonly cert: string;
   readonly key: string;
+}
+
+/** What `/healthz` on the listener holds the instance to. */
+export interface HealthConfig {
+  /** A sync whose peer has not been reached for longer than this makes `/healthz` answer 503. */
+  readonly peerTimeoutMs: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -121,6 +129,9 @@ export interface InstanceConfig {
   readonly listen?: ListenConfig;
   readonly tls?: TlsConfig;
   readonly log: { readonly level: LogLevel };
+  readonly health: HealthConfig;
   readonly users?: UsersConfig;
   readonly syncs: readonly SyncConfig[];
+  /** What loading found that does not stop tablesync but should be fixed (a password file others can read); shown by run, setup and check. */
+  readonly warnings?: readonly ConfigProblem[];
 }

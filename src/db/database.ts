@@ -50,6 +50,23 @@ export class Database {
     return this.#transaction(true, work);
   }
 
+  /**
+   * Runs `work` in one read-only transaction that sees a single snapshot of
+   * the whole database (see DialectAdapter.beginRead), then ends it; for
+   * reading several tables as they were at one moment.
+   */
+  readSnapshot<T>(work: (connection: AnyKysely) => Promise<T>): Promise<T> {
+    this.#assertOpen();
+    return this.kysely.connection().execute(async (connection) => {
+      for (const statement of this.adapter.beginRead ?? ['BEGIN']) await sql.raw(statement).execute(connection);
+      try {
+        return await work(connection);
+      } finally {
+        await sql.raw('ROLLBACK').execute(connection).catch(() => undefined);
+      }
+    });
+  }
+
   async #transaction<T>(applier: boolean, work: (connection: AnyKysely) => Promise<T>): Promise<T> {
     this.#assertOpen();
     return this.kysely.connection().execute(async (connection) => {

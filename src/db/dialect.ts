@@ -32,7 +32,7 @@ export interface InstalledTrigger {
 
 /**
  * Everything that differs between database dialects. Each dialect folder
- * (`mysql/`, `sqlite/`, …) implements this contract and nothing outside those
+ * (`mysql/`, `postgres/`, `sqlite/`) implements this contract and nothing outside those
  * folders writes dialect-specific SQL.
  *
  * Leaves out: the engine's queries on tablesync's own tables, which Kysely
@@ -47,7 +47,7 @@ export interface DialectAdapter {
    */
   open(config: DatabaseConfig): Promise<AnyKysely>;
 
-  /** The target as users should see it: `mysql 127.0.0.1:3306/crm`, `sqlite /data/east.sqlite`. */
+  /** The target as users should see it: `mysql 127.0.0.1:3306/crm`, `postgres 127.0.0.1:5432/crm`, `sqlite /data/east.sqlite`. */
   describeTarget(config: DatabaseConfig): string;
 
   /** The server's own version string, for `check`. */
@@ -56,8 +56,12 @@ export interface DialectAdapter {
   /** Tables (not views) of the database with their columns and single-column unique keys. */
   introspect(db: AnyKysely): Promise<DatabaseSchema>;
 
-  /** SQL type of an auto-incrementing 64-bit primary key column in a CREATE TABLE. */
-  readonly autoIncrementType: 'bigint' | 'integer';
+  /**
+   * SQL type of an auto-incrementing 64-bit primary key column in a CREATE
+   * TABLE. A serial type (PostgreSQL's bigserial) numbers itself; the others
+   * are declared AUTO_INCREMENT.
+   */
+  readonly autoIncrementType: 'bigint' | 'integer' | 'bigserial';
 
   /** SQL type for text that may be many megabytes (a stored batch). */
   readonly longTextType: 'longtext' | 'text';
@@ -81,9 +85,19 @@ export interface DialectAdapter {
   /**
    * Statements that begin a transaction that will write. MySQL runs it READ
    * COMMITTED, so locking reads take no gap locks that would make the
-   * application's inserts wait; SQLite takes the write lock at once.
+   * application's inserts wait; PostgreSQL runs it READ COMMITTED whatever
+   * the server's default; SQLite takes the write lock at once.
    */
   readonly beginWrite: readonly string[];
+
+  /**
+   * Statements that begin a read-only transaction seeing one consistent
+   * snapshot of every table, without holding back the application's writes
+   * where the database can (a backup reads every table in it). Optional:
+   * without it, `BEGIN`, which on SQLite takes its snapshot at the first
+   * read (writers go on in WAL mode and wait for its end otherwise).
+   */
+  readonly beginRead?: readonly string[];
 
   /** Within the transaction: from here on, capture triggers ignore this connection's writes. */
   markApplier(connection: AnyKysely): Promise<void>;
@@ -95,12 +109,22 @@ export interface DialectAdapter {
   readonly markerSurvivesRollback: boolean;
 
   /**
-   * Inserts rows (each with the same columns) into a table whose key the
-   * database numbers, and returns the new keys in row order. Several rows
-   * per statement where the dialect can say which keys they got; one by one
-   * where it cannot.
+   * Inserts rows (each with the same columns) into a table whose key column
+   * `key` the database numbers, and returns the new keys in row order.
+   * Several rows per statement where the dialect can say which keys they
+   * got (RETURNING, or consecutive auto-increment values); one by one where
+   * it cannot.
    */
-  insertNumbered(db: AnyKysely, table: string, rows: readonly Record<string, unknown>[]): Promise<string[]>;
+  insertNumbered(db: AnyKysely, table: string, rows: readonly Record<string, unknown>[], key: string): Promise<string[]>;
+
+  /**
+   * After rows were written with values of their own in a key column that
+   * the database numbers (a restore), makes its numbering go on above the
+   * largest, so that the next insert does not take a key already there.
+   * Optional: MySQL and SQLite do that by themselves; PostgreSQL's
+   * sequences do not.
+   */
+  continueNumbering?(db: AnyKysely, table: string, key: string): Promise<void>;
 
   /** Inserts rows or overwrites the `update` columns of those whose `key` exists: see upsert.ts. */
   readonly upsert: Upsert;

@@ -22,7 +22,9 @@ interface Migration {
 type AnyTableBuilder = CreateTableBuilder<any, any>;
 
 function withSerialKey(builder: AnyTableBuilder, column: string, adapter: DialectAdapter): AnyTableBuilder {
-  return builder.addColumn(column, adapter.autoIncrementType, (c) => c.primaryKey().autoIncrement().notNull());
+  const type = adapter.autoIncrementType;
+  // A serial type numbers itself: AUTO_INCREMENT beside it would be refused.
+  return builder.addColumn(column, type, (c) => (type === 'bigserial' ? c : c.autoIncrement()).primaryKey().notNull());
 }
 
 const migrations: readonly Migration[] = [

@@ -384,9 +384,10 @@ export class BatchApplier {
       values[field.column] = value === undefined ? null : value;
     }
     if (Object.keys(values).length === 0) return;
-    const result = await db.insertInto(table.name).values(values).executeTakeFirst();
-    const localId = result.insertId === undefined || result.insertId === 0n ? undefined : String(result.insertId);
-    if (localId === undefined) throw new Error(`${table.name} did not number the new record; its key ${table.key} must be numbered by the database`);
+    // Through the dialect: PostgreSQL reports no insert id, it returns the key (RETURNING).
+    const [localId] = await this.context.database.adapter.insertNumbered(db, table.name, [values], table.key);
+    // MySQL reports 0 for a table whose key it does not number.
+    if (localId === undefined || localId === '0') throw new Error(`${table.name} did not number the new record; its key ${table.key} must be numbered by the database`);
     await writeLink(db, this.sync, table.number, localId, event.id);
     // Peers always send the origin with a full record; without one, the peer is the birthplace.
     await writeOrigins(db, table.name, [{ localId, origin: event.origin ?? `${await this.#peer(db)}/${event.id}` }]);

@@ -191,7 +191,7 @@ export class InitialApplier {
     }
     const created: { local: string; event: InitialEvent }[] = [];
     for (const group of groups.values()) {
-      const ids = await this.context.database.adapter.insertNumbered(db, table.name, group.rows);
+      const ids = await this.context.database.adapter.insertNumbered(db, table.name, group.rows, table.key);
       ids.forEach((local, i) => {
         const event = group.events[i];
         if (event !== undefined) created.push({ local, event });

@@ -207,7 +207,7 @@ describeEachDialect('tablesync setup, check and run', (dialect) => {
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(`tablesync: ${wrong} has 2 problems:`);
     expect(result.stderr).toContain('  - syncs[0].tables[0].fields[0].column: column emial does not exist in table clients (did you mean email?)\n');
-    expect(result.stderr).toMatch(/ {2}- syncs\[0\]\.tables\[1\]\.table: table invoices does not exist in (mysql|sqlite) .* \(tables there: clients\)\n/);
+    expect(result.stderr).toMatch(/ {2}- syncs\[0\]\.tables\[1\]\.table: table invoices does not exist in (mysql|sqlite|postgres) .* \(tables there: clients\)\n/);
     const check = await runCli(['check', '-c', wrong]);
     expect(check.code).toBe(1);
     expect(check.stdout).toContain('2 errors found');

@@ -172,7 +172,7 @@ describeEachDialect('tablesync status, conflicts, errors, link and push-record',
     expect(text.stderr).toBe('');
     expect(text.code).toBe(0);
     const lines = text.stdout.split('\n');
-    expect(lines[0]).toMatch(/^instance test-east \(.*east\.yaml\): (sqlite|mysql) /);
+    expect(lines[0]).toMatch(/^instance test-east \(.*east\.yaml\): (sqlite|mysql|postgres) /);
     expect(lines.slice(1)).toEqual([
       expect.stringMatching(/^ {2}sync {20}hq$/),
       expect.stringMatching(/^ {2}role {20}active$/),
@@ -196,7 +196,7 @@ describeEachDialect('tablesync status, conflicts, errors, link and push-record',
       {
         instance: 'test-east',
         file,
-        database: expect.stringMatching(/^(sqlite|mysql) /),
+        database: expect.stringMatching(/^(sqlite|mysql|postgres) /),
         setUp: true,
         syncs: [
           {
@@ -342,8 +342,8 @@ describeEachDialect('tablesync status, conflicts, errors, link and push-record',
     expect(list.code).toBe(0);
     const lines = list.stdout.split('\n');
     expect(lines[0]).toMatch(/^ {2}id +sync +table +peer record +attempts +parked at +reason$/);
-    expect(lines[1]).toMatch(/^ {2}1 +hq +1 clients +p7 +1 +\d{4}-\d\d-\d\dT[\d:.]+Z +.*(UNIQUE|Duplicate entry).*$/);
-    expect(lines[2]).toMatch(/^ {2}2 +hq +1 clients +p8 +1 +\S+ +.*(UNIQUE|Duplicate entry).*$/);
+    expect(lines[1]).toMatch(/^ {2}1 +hq +1 clients +p7 +1 +\d{4}-\d\d-\d\dT[\d:.]+Z +.*(UNIQUE|Duplicate entry|duplicate key).*$/);
+    expect(lines[2]).toMatch(/^ {2}2 +hq +1 clients +p8 +1 +\S+ +.*(UNIQUE|Duplicate entry|duplicate key).*$/);
     expect(lines.slice(3)).toEqual(['2 parked changes: fix the cause, then tablesync errors -c FILE retry [ID]', '']);
 
     await app.exec("DELETE FROM clients WHERE email = 'taken@example.com'");
@@ -351,7 +351,7 @@ describeEachDialect('tablesync status, conflicts, errors, link and push-record',
     expect(retry.code).toBe(1);
     const out = retry.stdout.split('\n');
     expect(out[0]).toBe('change 1 (sync hq, table 1 clients, peer record p7): applied');
-    expect(out[1]).toMatch(/^change 2 \(sync hq, table 1 clients, peer record p8\): still parked: .*(UNIQUE|Duplicate entry)/);
+    expect(out[1]).toMatch(/^change 2 \(sync hq, table 1 clients, peer record p8\): still parked: .*(UNIQUE|Duplicate entry|duplicate key)/);
     expect(out.slice(2)).toEqual(['1 applied, 1 still parked', '']);
     expect(await app.query("SELECT name FROM clients WHERE email = 'taken@example.com'")).toEqual([{ name: 'Newcomer' }]);
 

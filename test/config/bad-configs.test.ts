@@ -93,7 +93,7 @@ const cases: Case[] = [
   },
   {
     file: 'unknown-dialect.yaml',
-    problems: [{ path: 'database.dialect', message: 'must be one of mysql, sqlite (found "oracle")', line: 4 }],
+    problems: [{ path: 'database.dialect', message: 'must be one of mysql, sqlite, postgres (found "oracle")', line: 4 }],
   },
   {
     file: 'sqlite-without-file.yaml',

@@ -232,7 +232,7 @@ describeEachDialect('capture during a configuration upgrade', (dialect) => {
 
       const writer = startAppWriter(testDb, "INSERT INTO clients (name) VALUES (CONCAT('n', ?))".replace(
         "CONCAT('n', ?)",
-        testDb.dialect === 'sqlite' ? "'n' || ?" : "CONCAT('n', ?)",
+        testDb.dialect === 'mysql' ? "CONCAT('n', ?)" : "'n' || ?",
       ));
       const rows = async (): Promise<number> => Number((await app.query<{ n: number }>('SELECT COUNT(*) AS n FROM clients'))[0]?.n);
       const progress = async (): Promise<void> => {

@@ -6,6 +6,9 @@ import { instanceConfig, instanceYaml } from '../support/instance.js';
 import { parseConfig } from '../../src/config/load-config.js';
 import { tmpdir } from 'node:os';
 
+/** PostgreSQL spells it in full; the others report it as written. */
+const doubleType = (testDb: TestDatabase): string => (testDb.dialect === 'postgres' ? 'DOUBLE PRECISION' : 'DOUBLE');
+
 describeEachDialect('configuration checked against the database', (dialect) => {
   let testDb: TestDatabase;
   let app: AppConnection;
@@ -16,7 +19,7 @@ describeEachDialect('configuration checked against the database', (dialect) => {
     app = await testDb.connect();
     await app.exec(`CREATE TABLE users (id ${testDb.autoId}, login VARCHAR(40), full_name VARCHAR(80))`);
     await app.exec(
-      `CREATE TABLE clients (id ${testDb.autoId}, code VARCHAR(20), name VARCHAR(80), born DATE, score DOUBLE, ` +
+      `CREATE TABLE clients (id ${testDb.autoId}, code VARCHAR(20), name VARCHAR(80), born DATE, score ${doubleType(testDb)}, ` +
         `manager_id INT, record_status INT NOT NULL DEFAULT 0, region VARCHAR(20) NOT NULL)`,
     );
     await app.exec('CREATE TABLE codes (code VARCHAR(20) NOT NULL, label VARCHAR(80))');
@@ -101,8 +104,8 @@ describeEachDialect('configuration checked against the database', (dialect) => {
     expect(result).toEqual([
       'error syncs[0].tables[0].key: code is neither the primary key nor a unique column of clients; the key must identify one record',
       `error syncs[0].tables[0].fields[1].type: clients.born has type date; a user field must be a number or text column`,
-      `error syncs[0].tables[0].status.deleted: "removed" cannot be stored in clients.record_status, which has type ${testDb.dialect === 'mysql' ? 'int(11)' : 'int'}`,
-      'error syncs[0].tables[0].addedAt: clients.score has type double; the time a record was added must be a date, time stamp, number or text column',
+      `error syncs[0].tables[0].status.deleted: "removed" cannot be stored in clients.record_status, which has type ${{ mysql: 'int(11)', sqlite: 'int', postgres: 'integer' }[testDb.dialect]}`,
+      `error syncs[0].tables[0].addedAt: clients.score has type ${doubleType(testDb).toLowerCase()}; the time a record was added must be a date, time stamp, number or text column`,
     ]);
   });
 

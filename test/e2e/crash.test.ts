@@ -25,8 +25,11 @@ async function pairsOf(instance: SyncInstance, table: string, name: string, emai
   return rows.map((row) => `${String(row.name)} <${String(row.email)}>`).sort();
 }
 
+/** Every pair at once, each moving 1,800 records through three kills: more than the suite's 60 s on a loaded machine. */
+const testTimeout = 120_000;
+
 describeEachPair('a daemon killed with SIGKILL', (pair) => {
-  it('loses no change and creates no duplicate when the receiving daemon is killed again and again while applying batches', async ({ expect, onTestFinished }) => {
+  it('loses no change and creates no duplicate when the receiving daemon is killed again and again while applying batches', { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
     const cluster = newCluster({ onTestFinished });
     const { alpha, beta, sync } = await createCrmPair(cluster, pair);
     await cluster.startAll();

@@ -211,6 +211,15 @@ const betaRow = (beta: SyncInstance, email: string) =>
 
 /** Drops an instance's capture triggers (its daemon stopped), as README tells to remove tablesync; the next start installs them again. */
 async function dropCapture(instance: SyncInstance): Promise<void> {
+  if (instance.dialect === 'postgres') {
+    // Each trigger calls a function of its own name: dropping the functions drops the triggers with them.
+    const functions = await instance.query<{ name: string }>(
+      "SELECT proname AS name FROM pg_proc WHERE pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AND proname LIKE 'tsync\\_%'",
+    );
+    if (functions.length === 0) throw new Error(`${instance.name} has no capture triggers to drop`);
+    for (const { name } of functions) await instance.exec(`DROP FUNCTION ${name}() CASCADE`);
+    return;
+  }
   const names =
     instance.dialect === 'sqlite'
       ? (await instance.query<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'tsync\\_%' ESCAPE '\\'")).map((r) => r.name)

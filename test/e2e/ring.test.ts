@@ -87,6 +87,7 @@ async function expectQuiet(cluster: SyncCluster, members: Record<Member, SyncIns
 const rings: { label: string; dialects: Record<Member, DialectName> }[] = [
   { label: 'sqlite, sqlite, sqlite', dialects: { alpha: 'sqlite', beta: 'sqlite', gamma: 'sqlite' } },
   { label: 'mysql, sqlite, mysql', dialects: { alpha: 'mysql', beta: 'sqlite', gamma: 'mysql' } },
+  { label: 'postgres, mysql, sqlite', dialects: { alpha: 'postgres', beta: 'mysql', gamma: 'sqlite' } },
 ];
 
 for (const { label, dialects } of rings) {

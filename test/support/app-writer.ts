@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import type { TestDatabase } from './databases.js';
+import { numberedPlaceholders, type TestDatabase } from './databases.js';
 
 const require = createRequire(import.meta.url);
 
@@ -11,7 +11,7 @@ const require = createRequire(import.meta.url);
  */
 const writerSource = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { dialect, file, url, statement, modules } = workerData;
+const { dialect, file, url, statement, postgresStatement, modules } = workerData;
 let stopping = false;
 parentPort.on('message', () => { stopping = true; });
 (async () => {
@@ -27,6 +27,15 @@ parentPort.on('message', () => { stopping = true; });
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
     db.close();
+  } else if (dialect === 'postgres') {
+    const pg = require(modules.pg);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    while (!stopping) {
+      await client.query(postgresStatement, [count]);
+      count += 1;
+    }
+    await client.end();
   } else {
     const mysql = require(modules.mysql);
     const connection = await mysql.createConnection(url);
@@ -54,7 +63,8 @@ export function startAppWriter(db: TestDatabase, statement: string): AppWriter {
       file: db.config.file,
       url: db.config.url,
       statement,
-      modules: { sqlite: require.resolve('better-sqlite3'), mysql: require.resolve('mysql2/promise') },
+      postgresStatement: numberedPlaceholders(statement),
+      modules: { sqlite: require.resolve('better-sqlite3'), mysql: require.resolve('mysql2/promise'), pg: require.resolve('pg') },
     },
   });
   const result = new Promise<number>((resolve, reject) => {

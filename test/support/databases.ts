@@ -4,22 +4,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { createConnection, type Connection } from 'mysql2/promise';
+import pg from 'pg';
 import { describe, it } from 'vitest';
 import type { DatabaseConfig, DialectName } from '../../src/config/types.js';
+import { redactUrl } from '../../src/errors.js';
 
 /**
  * Real databases for tests, one fresh database per test: a SQLite file in a
- * temporary folder, or a uniquely named MariaDB/MySQL database that is
- * dropped afterwards. Nothing is shared between tests, so they can run in
- * parallel.
+ * temporary folder, or a uniquely named MariaDB/MySQL or PostgreSQL database
+ * that is dropped afterwards. Nothing is shared between tests, so they can
+ * run in parallel.
  *
  * MariaDB is found at TABLESYNC_TEST_MYSQL_URL (default
- * mysql://root@127.0.0.1:3306). When it does not answer, the MariaDB tests
- * are skipped with a warning, unless TABLESYNC_REQUIRE_MYSQL=1, which makes
- * that a failure (CI sets it).
+ * mysql://root@127.0.0.1:3306), PostgreSQL at TABLESYNC_TEST_POSTGRES_URL
+ * (default postgres://postgres@127.0.0.1:5432/postgres, the database it
+ * connects to in order to create and drop the tests' own). When a server
+ * does not answer, its tests are skipped with a warning, unless
+ * TABLESYNC_REQUIRE_MYSQL=1 or TABLESYNC_REQUIRE_POSTGRES=1, which makes
+ * that a failure (CI sets both).
  */
 export const mysqlServerUrl = process.env.TABLESYNC_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
-const mysqlRequired = process.env.TABLESYNC_REQUIRE_MYSQL === '1';
+export const postgresServerUrl = process.env.TABLESYNC_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 async function probeMysql(): Promise<string | undefined> {
   try {
@@ -31,12 +36,48 @@ async function probeMysql(): Promise<string | undefined> {
   }
 }
 
-const mysqlProblem = await probeMysql();
-if (mysqlProblem !== undefined && !mysqlRequired) {
-  process.stderr.write(
-    `\n[tablesync tests] MariaDB is not reachable at ${mysqlServerUrl} (${mysqlProblem}): skipping the MariaDB tests. ` +
-      'Set TABLESYNC_REQUIRE_MYSQL=1 to make this a failure.\n',
-  );
+async function probePostgres(): Promise<string | undefined> {
+  const client = new pg.Client({ connectionString: postgresServerUrl, connectionTimeoutMillis: 3000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return undefined;
+  } catch (err) {
+    return (err as Error).message || String(err);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** A database server the tests need: whether it answered, and whether it must. */
+interface Server {
+  readonly label: string;
+  readonly url: string;
+  /** Why it cannot be used; undefined when it answered. */
+  readonly problem: string | undefined;
+  /** The variable that makes its absence a failure, and whether it is set. */
+  readonly requireVariable: string;
+  readonly required: boolean;
+}
+
+const [mysqlProblem, postgresProblem] = await Promise.all([probeMysql(), probePostgres()]);
+const servers: Partial<Record<DialectName, Server>> = {
+  mysql: { label: 'MariaDB', url: mysqlServerUrl, problem: mysqlProblem, requireVariable: 'TABLESYNC_REQUIRE_MYSQL', required: process.env.TABLESYNC_REQUIRE_MYSQL === '1' },
+  postgres: {
+    label: 'PostgreSQL',
+    url: redactUrl(postgresServerUrl),
+    problem: postgresProblem,
+    requireVariable: 'TABLESYNC_REQUIRE_POSTGRES',
+    required: process.env.TABLESYNC_REQUIRE_POSTGRES === '1',
+  },
+};
+for (const server of Object.values(servers)) {
+  if (server.problem !== undefined && !server.required) {
+    process.stderr.write(
+      `\n[tablesync tests] ${server.label} is not reachable at ${server.url} (${server.problem}): skipping the ${server.label} tests. ` +
+        `Set ${server.requireVariable}=1 to make this a failure.\n`,
+    );
+  }
 }
 
 /** The application's own connection: plain SQL with `?` placeholders, the same on both dialects. */
@@ -124,6 +165,70 @@ export async function createMysqlDatabase(): Promise<TestDatabase> {
   };
 }
 
+/**
+ * `?` placeholders, as the tests write them for every dialect, → PostgreSQL's
+ * `$1`, `$2`…; a `?` inside a quoted string or identifier stays as it is.
+ */
+export function numberedPlaceholders(statement: string): string {
+  let n = 0;
+  return statement.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|\?/g, (match) => (match === '?' ? `$${++n}` : match));
+}
+
+/**
+ * Values as text where the JavaScript value would lose what the database
+ * holds, as mysql2's dateStrings does for MariaDB: dates and time stamps
+ * (not a Date in this process's time zone) and json (not re-serialised).
+ */
+const postgresTextTypes = new Set<number>([pg.types.builtins.DATE, pg.types.builtins.TIMESTAMP, pg.types.builtins.TIMESTAMPTZ, pg.types.builtins.JSON, pg.types.builtins.JSONB]);
+const postgresTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    postgresTextTypes.has(oid) ? (value: string) => value : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+async function postgresAdmin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: postgresServerUrl });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function createPostgresDatabase(): Promise<TestDatabase> {
+  const name = uniqueName();
+  await postgresAdmin((admin) => admin.query(`CREATE DATABASE "${name}"`));
+  const url = new URL(postgresServerUrl);
+  url.pathname = `/${name}`;
+  return {
+    dialect: 'postgres',
+    config: { dialect: 'postgres', url: url.toString() },
+    autoId: 'SERIAL PRIMARY KEY',
+    async connect() {
+      const client = new pg.Client({ connectionString: url.toString(), types: postgresTypes });
+      // A connection the server ends (the database dropped under it) must not end the test process.
+      client.on('error', () => undefined);
+      await client.connect();
+      return {
+        async exec(statement, params = []) {
+          // Without parameters, several statements may go in one (a simple query), as on the other dialects.
+          await client.query(numberedPlaceholders(statement), params.length === 0 ? undefined : params);
+        },
+        async query<T>(statement: string, params: unknown[] = []) {
+          return (await client.query(numberedPlaceholders(statement), params)).rows as T[];
+        },
+        async close() {
+          await client.end();
+        },
+      };
+    },
+    async drop() {
+      // FORCE ends the connections still open on it (a daemon killed mid-transaction leaves none, but a command may).
+      await postgresAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`));
+    },
+  };
+}
+
 export interface DialectCase {
   readonly dialect: DialectName;
   create(): Promise<TestDatabase>;
@@ -132,6 +237,7 @@ export interface DialectCase {
 const cases: DialectCase[] = [
   { dialect: 'sqlite', create: createSqliteDatabase },
   { dialect: 'mysql', create: createMysqlDatabase },
+  { dialect: 'postgres', create: createPostgresDatabase },
 ];
 
 /** The case of one dialect, for suites that combine several (a MariaDB instance syncing with a SQLite one). */
@@ -143,24 +249,26 @@ export function dialectCase(dialect: DialectName): DialectCase {
 
 /**
  * A describe block that needs databases of every dialect in `dialects`:
- * with MariaDB among them and not reachable, it is skipped with the warning
- * printed above, or replaced by one failing test when
- * TABLESYNC_REQUIRE_MYSQL=1. describeEachDialect and the sync tests' pairs
- * and rings go through here, so that there is one rule for all of them.
+ * with MariaDB or PostgreSQL among them and not reachable, it is skipped
+ * with the warning printed above, or replaced by one failing test when
+ * TABLESYNC_REQUIRE_MYSQL=1 (TABLESYNC_REQUIRE_POSTGRES=1). describeEachDialect
+ * and the sync tests' pairs and rings go through here, so that there is one
+ * rule for all of them.
  * `concurrent` runs its tests (and those of concurrent neighbours) at the
  * same time: for tests that mostly wait on other processes.
  */
 export function describeWithDialects(name: string, dialects: readonly DialectName[], body: () => void, options: { concurrent?: boolean } = {}): void {
   const run = options.concurrent === true ? describe.concurrent : describe;
-  if (dialects.includes('mysql') && mysqlProblem !== undefined) {
-    if (mysqlRequired) {
+  const missing = dialects.map((dialect) => servers[dialect]).find((server) => server?.problem !== undefined);
+  if (missing !== undefined) {
+    if (missing.required) {
       run(name, () => {
-        it('needs MariaDB, which TABLESYNC_REQUIRE_MYSQL=1 makes mandatory', () => {
-          throw new Error(`MariaDB is not reachable at ${mysqlServerUrl}: ${mysqlProblem}`);
+        it(`needs ${missing.label}, which ${missing.requireVariable}=1 makes mandatory`, () => {
+          throw new Error(`${missing.label} is not reachable at ${missing.url}: ${missing.problem}`);
         });
       });
     } else {
-      describe.skip(`${name} (MariaDB not reachable)`, body);
+      describe.skip(`${name} (${missing.label} not reachable)`, body);
     }
     return;
   }

@@ -7,7 +7,7 @@ import type { TestDatabase } from './databases.js';
 export function databaseYaml(db: TestDatabase): string {
   return db.config.dialect === 'sqlite'
     ? `database:\n  dialect: sqlite\n  file: ${JSON.stringify(db.config.file)}\n`
-    : `database:\n  dialect: mysql\n  url: ${JSON.stringify(db.config.url)}\n`;
+    : `database:\n  dialect: ${db.config.dialect}\n  url: ${JSON.stringify(db.config.url)}\n`;
 }
 
 /**

@@ -116,7 +116,7 @@ export class SyncSide {
         'database:',
         ...(testDb.config.dialect === 'sqlite'
           ? ['  dialect: sqlite', `  file: ${JSON.stringify(testDb.config.file)}`]
-          : ['  dialect: mysql', `  url: ${JSON.stringify(testDb.config.url)}`]),
+          : [`  dialect: ${testDb.config.dialect}`, `  url: ${JSON.stringify(testDb.config.url)}`]),
         'log: { level: silent }',
         'syncs:',
         `  - name: ${syncName}`,

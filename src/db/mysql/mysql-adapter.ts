@@ -24,6 +24,8 @@ export const mysqlAdapter: DialectAdapter = {
     return `${sqlMessage ?? code ?? 'the database refused the value'} (${code ?? errno})`;
   },
   beginWrite: ['SET TRANSACTION ISOLATION LEVEL READ COMMITTED', 'START TRANSACTION'],
+  // InnoDB's consistent read: one snapshot for every statement, taking no locks.
+  beginRead: ['SET TRANSACTION ISOLATION LEVEL REPEATABLE READ', 'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY'],
   markerSurvivesRollback: true,
   transactionalDdl: false,
 
@@ -75,6 +77,8 @@ export const mysqlAdapter: DialectAdapter = {
   },
 
   async insertNumbered(db, table, rows) {
+    // One row needs no assumption about how a multi-row INSERT numbers its rows.
+    if (rows.length === 1) return [String((await db.insertInto(table).values(rows).executeTakeFirst()).insertId ?? 0)];
     const settings = (await sql<{ mode: number | string; step: number | string }>`
       SELECT @@innodb_autoinc_lock_mode AS mode, @@auto_increment_increment AS step`.execute(db)).rows[0];
     const ids: string[] = [];
