@@ -16,10 +16,12 @@ const numeric = new Set<ColumnFamily>(['integer', 'decimal', 'float', 'boolean']
  * Checks the configuration against the database it names: every table and
  * column exists, keys identify one record, types can hold what will be
  * written. Errors stop tablesync from starting; warnings point at what will
- * fail later (a peer's record that cannot be inserted here).
+ * fail later (a peer's record that cannot be inserted here). The warnings
+ * found while loading the file (a password others can read) come first, so
+ * that every command that checks the database shows them too.
  */
 export function checkAgainstDatabase(config: InstanceConfig, schema: DatabaseSchema, target: string): DatabaseFinding[] {
-  const findings: DatabaseFinding[] = [];
+  const findings: DatabaseFinding[] = (config.warnings ?? []).map((w) => ({ severity: 'warning', path: w.path, message: w.message }));
   const error = (path: DocPath, message: string): void => void findings.push({ severity: 'error', path: formatPath(path), message });
   const warning = (path: DocPath, message: string): void => void findings.push({ severity: 'warning', path: formatPath(path), message });
   const tableNames = [...schema.keys()].filter((name) => !name.startsWith('tablesync_'));

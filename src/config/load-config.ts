@@ -5,7 +5,7 @@ import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Docume
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { ajvProblems } from './ajv-problems.js';
 import { parseDuration } from './duration.js';
-import { substituteEnv } from './env.js';
+import { hasReference, readableByOthers, substituteEnv } from './env.js';
 import { formatPath, pointerToPath, type DocPath } from './path.js';
 import type { RawConfig, RawSync, RawTransport } from './raw.js';
 import { checkRules } from './rules.js';
@@ -31,11 +31,16 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
     const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'the file does not exist' : `cannot be read (${(err as Error).message})`;
     throw new ConfigError(file, [{ path: '', message: reason }]);
   }
-  return parseConfig(text, file, env, dirname(absolute));
+  return parseConfig(text, file, env, dirname(absolute), { readableByOthers: readableByOthers(absolute) });
+}
+
+export interface ParseOptions {
+  /** Who besides its owner can read the file, when anyone can: a password written into it is then warned about. */
+  readonly readableByOthers?: { readonly who: string; readonly octal: string } | undefined;
 }
 
 /** As `loadConfigFile`, for text already in hand; `baseDir` is the file's folder, which anchors relative paths. */
-export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv, baseDir: string): InstanceConfig {
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv, baseDir: string, options: ParseOptions = {}): InstanceConfig {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -50,7 +55,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv, 
   }
 
   const problems: ConfigProblem[] = [];
-  const substituted = substituteEnv(parsed, env, problems);
+  const warnings: ConfigProblem[] = [];
+  const substituted = substituteEnv(parsed, { env, problems, warnings, baseDir });
+  if (options.readableByOthers !== undefined) warnings.push(...literalSecretWarnings(parsed, file, options.readableByOthers));
   // A setting whose variable is not set still holds `${NAME}`: what the schema or the rules say about that text is noise.
   const unset = new Set(problems.map((problem) => problem.path));
   const shapeProblems = validate(substituted)
@@ -64,7 +71,37 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv, 
   if (problems.length > 0) {
     throw new ConfigError(file, inFileOrder(locate(problems, doc, lineCounter)));
   }
-  return deepFreeze(normalise(substituted as unknown as RawConfig, resolve(baseDir, basename(file)), baseDir));
+  const config = normalise(substituted as unknown as RawConfig, resolve(baseDir, basename(file)), baseDir);
+  return deepFreeze(warnings.length === 0 ? config : { ...config, warnings: inFileOrder(locate(warnings, doc, lineCounter)) });
+}
+
+/**
+ * Passwords written into the file itself (a `password:` setting, or the
+ * password part of `database.url`, without `${...}`): harmless in a file
+ * only its owner reads, a leak in one that others can read.
+ */
+function literalSecretWarnings(document: unknown, file: string, readable: { readonly who: string; readonly octal: string }): ConfigProblem[] {
+  const found: DocPath[] = [];
+  const visit = (value: unknown, path: DocPath): void => {
+    if (Array.isArray(value)) value.forEach((item, i) => visit(item, [...path, i]));
+    else if (value !== null && typeof value === 'object') for (const [key, item] of Object.entries(value)) visit(item, [...path, key]);
+    else if (typeof value === 'string' && !hasReference(value) && isSecretSetting(path, value)) found.push(path);
+  };
+  visit(document, []);
+  return found.map((path) => ({
+    path: formatPath(path),
+    message: `is a password written in ${file}, which ${readable.who} can read (mode ${readable.octal}): chmod 600 ${file}, or take the password from \${NAME} or \${file:/path/to/secret}`,
+  }));
+}
+
+function isSecretSetting(path: DocPath, value: string): boolean {
+  if (path[path.length - 1] === 'password') return value !== '';
+  if (path.length !== 2 || path[0] !== 'database' || path[1] !== 'url') return false;
+  try {
+    return new URL(value).password !== '';
+  } catch {
+    return false;
+  }
 }
 
 /** The parser quotes the token it choked on, which may be a password: the line says where instead. */
@@ -106,9 +143,18 @@ function normalise(raw: RawConfig, file: string, baseDir: string): InstanceConfi
       tls: Object.fromEntries(Object.entries(raw.tls).map(([setting, path]) => [setting, at(path)])),
     }),
     log: { level: raw.log.level },
+    health: { peerTimeoutMs: peerTimeoutMs(raw) },
     ...(raw.users !== undefined && { users: raw.users }),
     syncs: raw.syncs.map((sync) => normaliseSync(sync, at)),
   };
+}
+
+const defaultPeerTimeoutMs = 5 * 60_000;
+
+/** `health.peerTimeout`; by default 5 minutes, or three of the longest `every` if longer, so that /healthz does not fail between two exchanges. */
+function peerTimeoutMs(raw: RawConfig): number {
+  if (raw.health.peerTimeout !== undefined) return parseDuration(raw.health.peerTimeout);
+  return Math.max(defaultPeerTimeoutMs, ...raw.syncs.map((sync) => 3 * (sync.every === undefined ? 0 : parseDuration(sync.every))));
 }
 
 function normaliseSync(sync: RawSync, at: (path: string) => string): SyncConfig {

@@ -6,10 +6,12 @@ import { BatchRefused, decodeBatch } from '../protocol/decode.js';
 import type { Transport } from '../transports/transport.js';
 import { BatchApplier } from './applier.js';
 import { buildBatch } from './batch-builder.js';
+import { ClockSkewWatch } from './clock-skew.js';
 import type { EngineContext } from './context.js';
 import { readSeq, writeCursor } from './cursors.js';
 import { absorbJournal, journalPassSize } from './journal-reader.js';
 import type { Mutex } from './mutex.js';
+import { silentMeter, type SyncMeter } from './sync-meter.js';
 import { VersionClock } from './versions.js';
 
 /** Timing of one sync's exchanges; defaults suit a LAN or a shared folder. */
@@ -45,6 +47,7 @@ export function batchName(sync: string, from: string, seq: number): string {
  */
 export class SyncSession {
   readonly #applier: BatchApplier;
+  readonly #clocks: ClockSkewWatch;
   #ackOwed = false;
   /** This side's description, until it has been published where the peer's `check` reads it. */
   #description: Buffer | undefined;
@@ -56,8 +59,10 @@ export class SyncSession {
     private readonly lock: Mutex,
     private readonly logger: Logger,
     private readonly policy: SessionPolicy = defaultSessionPolicy,
+    private readonly meter: SyncMeter = silentMeter,
   ) {
     this.#applier = new BatchApplier(context, mapping);
+    this.#clocks = new ClockSkewWatch(logger);
   }
 
   get name(): string {
@@ -81,6 +86,8 @@ export class SyncSession {
       await this.#resendStale(report);
       if (this.#ackOwed && report.sent === 0) await this.#sendAck();
       this.#ackOwed = false;
+      // A side that only answers (passive http) cannot tell from its own exchange whether the peer is there.
+      if (this.transport.reachesPeer) this.meter.reached(Date.now());
       return report;
     });
   }
@@ -90,7 +97,11 @@ export class SyncSession {
       let batch: Batch;
       try {
         batch = decodeBatch(incoming.body);
+        const started = performance.now();
         const outcome = await this.#applier.apply(batch);
+        const ms = performance.now() - started;
+        // Only once the batch passed as the peer's: a refused one proves nothing about the peer's clock.
+        this.#clocks.observe(batch, incoming.name);
         switch (outcome.kind) {
           case 'early':
             this.logger.debug({ batch: incoming.name, expected: outcome.expected }, 'batch arrived before the one it follows; it waits');
@@ -99,12 +110,14 @@ export class SyncSession {
             this.#ackOwed = true;
             this.logger.debug({ batch: incoming.name }, 'batch applied before; skipped');
             break;
-          case 'applied':
+          case 'applied': {
             this.#ackOwed = true;
             report.received += 1;
-            this.logger.info({ batch: incoming.name, seq: batch.seq, ...outcome.stats }, 'batch applied');
+            this.meter.applied(outcome.stats, ms);
+            this.logger.info({ batch: incoming.name, seq: batch.seq, ...outcome.stats, ms: Math.round(ms) }, 'batch applied');
             await this.context.database.transaction((db) => writeCursor(db, this.name, 'last-in-at', Date.now()));
             break;
+          }
           case 'ack':
             break;
         }
@@ -112,6 +125,7 @@ export class SyncSession {
       } catch (err) {
         if (!(err instanceof BatchRefused)) throw err;
         report.refused += 1;
+        this.meter.refused();
         const id = await this.#keepAside(incoming.name, incoming.body, err.message);
         this.logger.warn({ batch: incoming.name, reason: err.message, refusedId: id }, 'batch refused; kept in tablesync_refused_batches');
         await incoming.reject(err.message);
@@ -122,11 +136,11 @@ export class SyncSession {
   /** Keeps a refused batch for inspection in our own database: whatever the transport does with it, it is not lost. */
   async #keepAside(name: string, body: Buffer, reason: string): Promise<number> {
     const kept = body.subarray(0, maxKeptBytes).toString('utf8');
-    const result = await this.context.database.kysely
-      .insertInto(stateTables.refused)
-      .values({ sync_name: this.name, name: name.slice(0, 255), reason, body: kept, size: body.length, refused_at: Date.now() })
-      .executeTakeFirst();
-    return Number(result.insertId ?? 0);
+    const row = { sync_name: this.name, name: name.slice(0, 255), reason, body: kept, size: body.length, refused_at: Date.now() };
+    // Through the dialect, which knows how to learn the new id (PostgreSQL reports no insert id), in a
+    // transaction so that the id is read on the connection that inserted.
+    const [id] = await this.context.database.transaction((db) => this.context.database.adapter.insertNumbered(db, stateTables.refused, [row], 'id'));
+    return Number(id ?? 0);
   }
 
   async #sendNew(report: ExchangeReport): Promise<void> {
@@ -143,6 +157,7 @@ export class SyncSession {
       if (built === undefined) return;
       await this.#send(built.batch.seq, built.body);
       report.sent += 1;
+      this.meter.sent(built.batch.events.length);
       this.logger.info({ seq: built.batch.seq, events: built.batch.events.length }, 'batch sent');
     }
   }
@@ -164,6 +179,7 @@ export class SyncSession {
       }
       await this.#send(Number(seq), body);
       report.resent += 1;
+      this.meter.resent();
       this.logger.info({ seq: Number(seq) }, 'batch sent again: the peer has not acknowledged it');
     }
   }

@@ -9,8 +9,24 @@ export const maxValueLength = 16 * 1024 * 1024;
 export const maxEventsPerBatch = 100_000;
 
 const fieldNumberKey = '^[1-9][0-9]{0,9}$';
+const namePattern = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
+const versionPattern = '^(|[0-9]{16}\\.[0-9]{6}\\.[A-Za-z0-9][A-Za-z0-9._-]{0,62})$';
+const originPattern = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}/.{1,191}$';
+const base64Pattern = '^[A-Za-z0-9+/]*={0,2}$';
+
+/** What each pattern means, in the words a refusal uses instead of the regular expression. */
+export const patternMeanings: ReadonlyMap<string, string> = new Map([
+  [fieldNumberKey, 'a field number (a whole number from 1)'],
+  [namePattern, 'a name of 1 to 63 letters, digits, dots, dashes or underscores, starting with a letter or digit'],
+  [versionPattern, 'a version such as 0001700000000000.000001.alpha, or empty'],
+  [originPattern, 'a birthplace such as alpha/42 (an instance name, a slash, a record id)'],
+  [base64Pattern, 'base64 text'],
+]);
+
 const recordId = { type: 'string', minLength: 1, maxLength: 191 } as const;
-const version = { type: 'string', maxLength: 96, pattern: '^(|[0-9]{16}\\.[0-9]{6}\\.[A-Za-z0-9][A-Za-z0-9._-]{0,62})$' } as const;
+const version = { type: 'string', maxLength: 96, pattern: versionPattern } as const;
+/** Sequence numbers and times stay exact integers in JavaScript and in a BIGINT column. */
+const counter = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } as const;
 
 const wireValue = {
   oneOf: [
@@ -22,7 +38,7 @@ const wireValue = {
       type: 'object',
       additionalProperties: false,
       required: ['b64'],
-      properties: { b64: { type: 'string', maxLength: maxValueLength, pattern: '^[A-Za-z0-9+/]*={0,2}$' } },
+      properties: { b64: { type: 'string', maxLength: maxValueLength, pattern: base64Pattern } },
     },
   ],
 } as const;
@@ -55,7 +71,7 @@ const upsertEvent = {
       propertyNames: { pattern: fieldNumberKey },
       additionalProperties: wireValue,
     },
-    origin: { type: 'string', maxLength: 255, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}/.{1,191}$' },
+    origin: { type: 'string', maxLength: 255, pattern: originPattern },
   },
 } as const;
 
@@ -68,7 +84,7 @@ const initialEvent = {
     table: tableNumber,
     id: recordId,
     peerId: recordId,
-    origin: { type: 'string', maxLength: 255, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}/.{1,191}$' },
+    origin: { type: 'string', maxLength: 255, pattern: originPattern },
     record: {
       type: 'object',
       maxProperties: 1000,
@@ -105,11 +121,11 @@ export const batchSchema = {
   required: ['protocol', 'sync', 'from', 'seq', 'ack', 'sentAt', 'events'],
   properties: {
     protocol: { const: 1 },
-    sync: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$' },
-    from: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$' },
-    seq: { type: 'integer', minimum: 0 },
-    ack: { type: 'integer', minimum: 0 },
-    sentAt: { type: 'integer', minimum: 0 },
+    sync: { type: 'string', pattern: namePattern },
+    from: { type: 'string', pattern: namePattern },
+    seq: counter,
+    ack: counter,
+    sentAt: counter,
     events: {
       type: 'array',
       maxItems: maxEventsPerBatch,

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -73,6 +73,7 @@ describe('defaults', () => {
       instance: 'laptop-anna',
       database: { dialect: 'sqlite', file: '/var/lib/tablesync/anna.sqlite' },
       log: { level: 'info' },
+      health: { peerTimeoutMs: 300_000 },
       syncs: [
         {
           name: 'hq',
@@ -353,6 +354,96 @@ syncs:
   });
 });
 
+describe('secrets: ${file:PATH}, and passwords others can read', () => {
+  let folder = '';
+  afterEach(() => rmSync(folder, { recursive: true, force: true }));
+
+  /** A configuration file `text` (given the folder) in a fresh folder, with `files` beside it, each with its mode. */
+  function write(text: string | ((dir: string) => string), mode: number, files: Record<string, [string, number]> = {}): string {
+    folder = mkdtempSync(join(tmpdir(), 'tablesync-secrets-'));
+    for (const [name, [content, fileMode]] of Object.entries(files)) {
+      writeFileSync(join(folder, name), content);
+      chmodSync(join(folder, name), fileMode);
+    }
+    const file = join(folder, 'east.yaml');
+    writeFileSync(file, typeof text === 'string' ? text : text(folder));
+    chmodSync(file, mode);
+    return file;
+  }
+
+  const http = (password: string, url = 'https://hq.example.com:8470'): string => withTransport(`      type: http
+      url: ${url}
+      password: ${password}`);
+
+  it('reads a password from a file named relative to the configuration, without its trailing newline, and never substitutes what it read', () => {
+    const file = write(http('"${file:hq.pass}"'), 0o644, { 'hq.pass': ['s3cret-${HOME}\n', 0o600] });
+    const config = loadConfigFile(file, {});
+    expect(config.syncs[0]?.transport).toMatchObject({ password: 's3cret-${HOME}' });
+    expect(config.warnings).toBeUndefined();
+  });
+
+  it('takes an absolute path too, anywhere in a string such as the database url', () => {
+    const file = write(
+      (dir) => `
+instance: branch-east
+database: { dialect: mysql, url: "mysql://crm:\${file:${join(dir, 'db.pass')}}@127.0.0.1:3306/crm" }
+syncs:
+  - { name: hq, mode: active, transport: { type: folder, upload: out, download: in }, tables: [ { table: clients, number: 1, key: id, fields: [ { column: name, number: 2 } ] } ] }
+`,
+      0o600,
+      { 'db.pass': ['db-pass\r\n', 0o400] },
+    );
+    expect(loadConfigFile(file, {}).database.url).toBe('mysql://crm:db-pass@127.0.0.1:3306/crm');
+  });
+
+  it('warns when the password file can be read by its group or by others', () => {
+    const file = write(http('"${file:hq.pass}"'), 0o600, { 'hq.pass': ['s3cret', 0o644] });
+    const config = loadConfigFile(file, {});
+    const pass = join(folder, 'hq.pass');
+    expect(config.warnings).toEqual([
+      {
+        path: 'syncs[0].transport.password',
+        message: `${pass}, named by \${file:hq.pass}, can be read by its group and all other users (mode 0644); make it readable by the daemon's user only: chmod 600 ${pass}`,
+        line: 12,
+      },
+    ]);
+    expect(JSON.stringify(config.warnings)).not.toContain('s3cret');
+  });
+
+  it('refuses a password file that cannot be read, saying which and why, at the setting\'s line', () => {
+    const file = write(http('"${file:missing.pass}"'), 0o600);
+    let error: unknown;
+    try {
+      loadConfigFile(file, {});
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems).toEqual([
+      { path: 'syncs[0].transport.password', message: `cannot read ${join(folder, 'missing.pass')}, named by \${file:missing.pass}: it does not exist`, line: 12 },
+    ]);
+  });
+
+  it('warns about a password written in a configuration file that others can read, and only then', () => {
+    const literal = http('sync-pass', 'https://sync:url-pass@hq.example.com:8470');
+    const open = loadConfigFile(write(literal, 0o640), {});
+    expect(open.warnings?.map((w) => [w.path, w.line])).toEqual([['syncs[0].transport.password', 12]]);
+    expect(open.warnings?.[0]?.message).toBe(
+      `is a password written in ${join(folder, 'east.yaml')}, which its group can read (mode 0640): chmod 600 ${join(folder, 'east.yaml')}, or take the password from \${NAME} or \${file:/path/to/secret}`,
+    );
+    expect(JSON.stringify(open.warnings)).not.toContain('sync-pass');
+    const dbUrl = `
+instance: branch-east
+database: { dialect: mysql, url: "mysql://crm:db-pass@127.0.0.1:3306/crm" }
+syncs:
+  - { name: hq, mode: active, transport: { type: http, url: "https://hq.example.com:8470", password: "\${HQ}" }, tables: [ { table: clients, number: 1, key: id, fields: [ { column: name, number: 2 } ] } ] }
+`;
+    expect(loadConfigFile(write(dbUrl, 0o604), { HQ: 'hq-pass' }).warnings?.map((w) => w.path)).toEqual(['database.url']);
+    expect(loadConfigFile(write(literal, 0o600), {}).warnings, 'a file only its owner reads').toBeUndefined();
+    expect(loadConfigFile(write(http('"${HQ}"'), 0o644), { HQ: 'hq-pass' }).warnings, 'a password from the environment').toBeUndefined();
+  });
+});
+
 describe('listen', () => {
   it.each([
     [':8470', { host: '0.0.0.0', port: 8470 }],
@@ -375,6 +466,22 @@ describe('listen', () => {
     expect(refusal(`listen: localhost\n${minimal}`).problems).toEqual([
       { path: 'listen', message: 'must be host:port, such as 0.0.0.0:8470 or :8470 (found "localhost")', line: 1 },
     ]);
+  });
+});
+
+describe('database', () => {
+  const withDatabase = (database: string): string => minimal.replace('database:\n  dialect: sqlite\n  file: /var/lib/tablesync/anna.sqlite\n', `database: ${database}\n`);
+
+  it.each(['postgres://crm:db-pass@127.0.0.1:5432/crm', 'postgresql://crm@db.example.com/crm?schema=sales&sslmode=require'])('takes a postgres url: %s', (url) => {
+    expect(parse(withDatabase(`{ dialect: postgres, url: "${url}" }`)).database).toEqual({ dialect: 'postgres', url });
+  });
+
+  it.each([
+    ['{ dialect: postgres, file: ./crm.sqlite }', 'database.url', 'is required for a postgres database, such as postgres://user:${DB_PASSWORD}@127.0.0.1:5432/crm'],
+    ['{ dialect: postgres, url: "mysql://crm@127.0.0.1:5432/crm" }', 'database.url', 'must start with postgres:// (or postgresql://) for dialect postgres (found mysql://)'],
+    ['{ dialect: postgres, url: "postgres://crm@127.0.0.1:5432" }', 'database.url', 'must name the database after the host, such as …@127.0.0.1:5432/crm'],
+  ])('refuses %s', (database, path, message) => {
+    expect(refusal(withDatabase(database)).problems.map((p) => ({ path: p.path, message: p.message }))).toEqual([{ path, message }]);
   });
 });
 

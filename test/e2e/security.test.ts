@@ -1,8 +1,11 @@
-import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join, relative, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, it, type ExpectStatic } from 'vitest';
 import { HttpAuth } from '../../src/transports/http/http-auth.js';
+import { startCli } from '../support/cli.js';
 import { alphaClient, betaCustomer, createCrmPair, syncName } from '../support/crm.js';
 import { newCluster, type DialectPair, type LogLine, type SyncCluster, type SyncInstance } from '../support/sync-harness.js';
 
@@ -77,8 +80,8 @@ function hostileBatches(seq: number): { name: string; body: Json; reason: RegExp
       body: batch(seq, [upsert('106', { 2: 'fine', [`2; DROP TABLE customers`]: 'x' })]),
       reason: /^\/events\/0\/fields .*(property name|must match pattern)/,
     },
-    { name: 'hostile-from.json', body: batch(seq, [upsert('107', { 2: 'fine' })], { from: pathTraversal }), reason: /^\/from must match pattern/ },
-    { name: 'hostile-sync.json', body: batch(seq, [upsert('108', { 2: 'fine' })], { sync: `${syncName}${sqlInjection}` }), reason: /^\/sync must match pattern/ },
+    { name: 'hostile-from.json', body: batch(seq, [upsert('107', { 2: 'fine' })], { from: pathTraversal }), reason: /^\/from must be a name of .* \(found "\.\.\/\.\.\/etc\/passwd"\)$/ },
+    { name: 'hostile-sync.json', body: batch(seq, [upsert('108', { 2: 'fine' })], { sync: `${syncName}${sqlInjection}` }), reason: /^\/sync must be a name of .* \(found "head-office'; DROP TABLE customers; --"\)$/ },
     { name: 'hostile-other-sync.json', body: batch(seq, [upsert('109', { 2: 'fine' })], { sync: 'payroll' }), reason: /^the batch is for sync "payroll", not "head-office"$/ },
     { name: 'hostile-impostor.json', body: batch(seq, [upsert('110', { 2: 'fine' })], { from: 'mallory' }), reason: /^the batch says it comes from "mallory", but the peer of sync "head-office" is "alpha"$/ },
   ];
@@ -114,16 +117,17 @@ async function signedRequest(
   url: string,
   method: string,
   path: string,
-  options: { body?: Buffer; password?: string | undefined; sync?: string } = {},
-): Promise<{ status: number; body: string }> {
+  options: { body?: Buffer; password?: string | undefined; sync?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders; sent: Record<string, string> }> {
   const body = options.body ?? Buffer.alloc(0);
-  const headers = options.password === undefined ? {} : new HttpAuth().signRequest(options.password, { method, path, sync: options.sync ?? syncName, body });
+  const signature = options.password === undefined ? {} : new HttpAuth().signRequest(options.password, { method, path, sync: options.sync ?? syncName, body });
+  const sent = { ...options.headers, ...signature, 'content-length': String(body.length) };
   const { hostname, port } = new URL(url);
   return new Promise((resolvePromise, reject) => {
-    const request = http.request({ host: hostname, port: Number(port), method, path, headers: { ...headers, 'content-length': String(body.length) } }, (response) => {
+    const request = http.request({ host: hostname, port: Number(port), method, path, headers: sent }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => resolvePromise({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      response.on('end', () => resolvePromise({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: response.headers, sent }));
       response.on('error', reject);
     });
     request.on('error', reject);
@@ -264,6 +268,145 @@ describe.concurrent('hostile batches reaching a running daemon [sqlite↔sqlite]
     expect(await tableNames(beta)).toEqual(expect.arrayContaining(['customers', 'staff']));
     expect(await tableNames(alpha)).toEqual(expect.arrayContaining(['clients', 'users']));
     expect(alpha.running && beta.running).toBe(true);
+    await cluster.stopAll();
+  });
+});
+
+/** Every row of every tablesync_* table, as one text: where a secret must not be. */
+async function stateDump(instance: SyncInstance): Promise<string> {
+  const tables = (await tableNames(instance)).filter((name) => name.startsWith('tablesync_'));
+  const dump: Record<string, unknown[]> = {};
+  for (const table of tables) dump[table] = await instance.query(`SELECT * FROM ${table}`);
+  return JSON.stringify(dump);
+}
+
+/**
+ * Secrets: the password of an http sync is the key of its HMAC signatures,
+ * so "no password" in what follows covers the key as well.
+ */
+describe.concurrent('secrets and TLS [sqlite↔sqlite]', () => {
+  it("over http: neither daemon logs or echoes a password, a signature or the caller's headers, and no state table holds a password", { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
+    const cluster = newCluster({ onTestFinished });
+    const { alpha, beta, sync } = await createCrmPair(cluster, sqlite, { transport: 'http' });
+    await beta.start();
+    // Alpha's file, which holds the password itself, readable by everyone: the daemon warns, without saying the password.
+    alpha.writeConfig();
+    chmodSync(alpha.configFile, 0o644);
+    await alpha.start();
+    await alpha.exec("INSERT INTO clients (name, email) VALUES ('made on alpha', 'alpha@example.com')");
+    await beta.exec("INSERT INTO customers (company_name, email_address) VALUES ('made on beta', 'beta@example.com')");
+    await cluster.waitInStep(1, { timeoutMs: 60_000 });
+    await cluster.waitSettled({ timeoutMs: 60_000 });
+
+    const url = sync.listenerUrl;
+    const wrong = `${sync.password}-wrong`;
+    const marker = 'probe-7f3a9c51';
+    const basic = Buffer.from(`admin:${marker}`).toString('base64');
+    const headers = { 'x-probe': marker, authorization: `Basic ${basic}`, cookie: `session=${marker}` };
+    const outbox = `/v1/syncs/${syncName}/outbox`;
+    const probes = [
+      { what: 'a wrong password', status: 401, answer: await signedRequest(url, 'GET', outbox, { password: wrong, headers }) },
+      { what: 'no signature', status: 401, answer: await signedRequest(url, 'GET', outbox, { password: undefined, headers }) },
+      { what: 'the right password, a sync not served', status: 401, answer: await signedRequest(url, 'GET', '/v1/syncs/payroll/outbox', { password: sync.password, sync: 'payroll', headers }) },
+      { what: 'the right password, no such resource', status: 404, answer: await signedRequest(url, 'GET', `/v1/syncs/${syncName}/nothing-here`, { password: sync.password, headers }) },
+      { what: 'a path outside the API', status: 404, answer: await signedRequest(url, 'GET', `/admin?token=${marker}`, { headers }) },
+    ];
+    const signatures = probes.map((p) => p.answer.sent['x-tablesync-signature']).filter((s) => s !== undefined);
+    expect(signatures).toHaveLength(3);
+    const secrets = [sync.password, wrong, marker, basic, ...signatures];
+    for (const { what, status, answer } of probes) {
+      expect(answer.status, `${what}: ${answer.body}`).toBe(status);
+      const echoed = `${JSON.stringify(answer.headers)}\n${answer.body}`;
+      for (const secret of secrets) expect(echoed, `the answer to ${what} holds ${secret}`).not.toContain(secret);
+    }
+
+    await cluster.waitFor('beta to log the refused requests', () => beta.logLines().filter((l) => /^refused an http request/.test(l.msg)).length >= 3);
+    const warning = alpha.logLines().find((l) => l.level === 'warn' && l.path === 'syncs[0].transport.password');
+    expect(warning?.msg, 'alpha warns that its file holds a password everyone can read').toBe(
+      `is a password written in ${alpha.configFile}, which its group and all other users can read (mode 0644): chmod 600 ${alpha.configFile}, or take the password from \${NAME} or \${file:/path/to/secret}`,
+    );
+
+    // Alpha's daemon itself with a wrong password, from a file: it fails to exchange, and says why without either password.
+    await alpha.stop();
+    const wrongFile = join(cluster.root, 'wrong.pass');
+    writeFileSync(wrongFile, `${wrong}\n`, { mode: 0o600 });
+    const wrongConfig = join(cluster.root, 'alpha-wrong.yaml');
+    writeFileSync(wrongConfig, readFileSync(alpha.configFile, 'utf8').replace(sync.password, `\${file:${wrongFile}}`), { mode: 0o600 });
+    const refusedBefore = beta.logLines().filter((l) => /^refused an http request/.test(l.msg)).length;
+    const impostor = startCli(['run', '-c', wrongConfig]);
+    onTestFinished(async () => {
+      impostor.child.kill('SIGKILL');
+      await impostor.exited;
+    });
+    await impostor.waitFor('the peer refused our signature', 60_000);
+    await cluster.waitFor('beta to log the refusal', () => beta.logLines().filter((l) => /^refused an http request/.test(l.msg)).length > refusedBefore);
+    impostor.child.kill('SIGTERM');
+    await impostor.exited;
+    await alpha.start();
+    await cluster.stopAll();
+    for (const secret of secrets) expect(impostor.output().includes(secret), `the log of alpha with a wrong password holds ${secret}`).toBe(false);
+    for (const side of [alpha, beta]) {
+      const output = side.output();
+      for (const secret of secrets) expect(output.includes(secret), `${side.name}'s log holds ${secret}`).toBe(false);
+      expect(output.includes(sync.password.slice(4)), `${side.name}'s log holds part of the password`).toBe(false);
+      const state = await stateDump(side);
+      expect(state.length, `${side.name}'s state tables were read`).toBeGreaterThan(100);
+      for (const secret of [sync.password, wrong, marker]) expect(state.includes(secret), `${side.name}'s state tables hold ${secret}`).toBe(false);
+    }
+  });
+
+  it('over ftp: the FTP password stays out of the logs and the state tables', { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
+    const cluster = newCluster({ onTestFinished });
+    const { alpha, beta } = await createCrmPair(cluster, sqlite, { transport: 'ftp' });
+    await cluster.startAll();
+    await alpha.exec("INSERT INTO clients (name, email) VALUES ('made on alpha', 'alpha@example.com')");
+    await beta.exec("INSERT INTO customers (company_name, email_address) VALUES ('made on beta', 'beta@example.com')");
+    await cluster.waitInStep(1, { timeoutMs: 60_000 });
+    await cluster.waitSettled({ timeoutMs: 60_000 });
+    const { password } = cluster.ftpServer;
+    // A restart of the server makes both daemons log in again, and say what happened.
+    await cluster.ftpServer.stop();
+    await alpha.exec("UPDATE clients SET name = 'while the server was down'");
+    await cluster.waitFor('alpha to find the FTP server gone', () => alpha.logLines().some((l) => l.level === 'warn' || l.level === 'error'));
+    await cluster.ftpServer.start();
+    await cluster.waitInStep(1, { timeoutMs: 60_000 });
+    await cluster.stopAll();
+    for (const side of [alpha, beta]) {
+      expect(side.output().includes(password), `${side.name}'s log holds the FTP password`).toBe(false);
+      expect((await stateDump(side)).includes(password), `${side.name}'s state tables hold the FTP password`).toBe(false);
+    }
+  });
+
+  it('over https: the active side refuses a self-signed certificate it was not told to trust, saying so, and syncs once given it as tls.ca', { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
+    const cluster = newCluster({ onTestFinished });
+    const { alpha, beta, sync } = await createCrmPair(cluster, sqlite, { transport: 'http' });
+    const dir = join(cluster.root, 'self-signed');
+    mkdirSync(dir);
+    const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
+    await promisify(execFile)('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
+      '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    ]);
+    beta.tls = { cert, key };
+    await beta.start();
+    sync.activeUrl = `https://127.0.0.1:${beta.listenPort}`;
+    await alpha.start();
+    await alpha.exec("INSERT INTO clients (name, email) VALUES ('over tls', 'tls@example.com')");
+
+    const refusal = (): LogLine | undefined => alpha.logLines().find((l) => l.level === 'error' && /DEPTH_ZERO_SELF_SIGNED_CERT/.test(JSON.stringify(l.err)));
+    await cluster.waitFor('alpha to refuse the self-signed certificate', () => refusal() !== undefined, { timeoutMs: 60_000 });
+    // pino adds the cause's message (Node's own) after ours.
+    expect(String((refusal()?.err as { message?: string } | undefined)?.message)).toMatch(
+      /^cannot reach https:\/\/127\.0\.0\.1:\d+: its TLS certificate is self-signed, and not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)[^.]*\. To trust it, give that certificate itself as tls\.ca in this instance's file\.(: self-signed certificate)?$/,
+    );
+    expect(await betaCustomer(beta, 'tls@example.com'), 'nothing reached beta').toBeUndefined();
+    expect(alpha.running, 'alpha keeps running, and keeps trying').toBe(true);
+
+    await alpha.stop();
+    alpha.tls = { ca: cert };
+    await alpha.start();
+    await cluster.waitFor('the record to reach beta over https', async () => (await betaCustomer(beta, 'tls@example.com')) !== undefined, { timeoutMs: 60_000 });
+    await cluster.waitInStep(1, { timeoutMs: 60_000 });
     await cluster.stopAll();
   });
 });

@@ -189,6 +189,8 @@ export class SyncInstance {
   listenPort: number | undefined;
   /** The instance's `tls:` section: `cert` and `key` to serve https, `ca` to trust a peer's authority. */
   tls: { cert?: string; key?: string; ca?: string } | undefined;
+  /** Environment variables the daemon runs with, besides the test's own (a shifted clock, say). */
+  env: NodeJS.ProcessEnv = {};
   /** Work to finish before the file can be written (a port to pick, a server to start, certificates to make). */
   readonly #preparations: (() => Promise<void>)[] = [];
   /** The file as last written, to tell whether it is out of date (a peer moved to another port). */
@@ -231,7 +233,7 @@ export class SyncInstance {
   renderConfig(): string {
     const config = {
       instance: this.name,
-      database: this.db.config.dialect === 'sqlite' ? { dialect: 'sqlite', file: this.db.config.file } : { dialect: 'mysql', url: this.db.config.url },
+      database: this.db.config.dialect === 'sqlite' ? { dialect: 'sqlite', file: this.db.config.file } : { dialect: this.db.config.dialect, url: this.db.config.url },
       ...(this.listenPort === undefined ? {} : { listen: `127.0.0.1:${this.listenPort}` }),
       ...(this.tls === undefined ? {} : { tls: this.tls }),
       log: { level: 'info' },
@@ -259,7 +261,8 @@ export class SyncInstance {
   /** Writes the YAML file from what the cluster has set up; called before every start. */
   writeConfig(): void {
     const text = this.renderConfig();
-    writeFileSync(this.configFile, text);
+    // Only its owner may read it, as in a real deployment: the file holds the syncs' passwords.
+    writeFileSync(this.configFile, text, { mode: 0o600 });
     this.#written = text;
   }
 
@@ -278,7 +281,7 @@ export class SyncInstance {
     for (const preparation of this.#preparations) await preparation();
     for (let attempt = 1; ; attempt += 1) {
       this.writeConfig();
-      const daemon = startCli(['run', '-c', this.configFile]);
+      const daemon = startCli(['run', '-c', this.configFile], { env: this.env });
       this.#daemon = daemon;
       try {
         await daemon.waitFor('"msg":"tablesync is running"', 30_000);
@@ -369,12 +372,13 @@ export class SyncInstance {
   }
 
   async backlog(): Promise<Backlog> {
-    const [row] = await this.app.query<Record<keyof Backlog, number | string>>(
+    // Lower-case aliases: PostgreSQL folds unquoted names to lower case.
+    const [row] = await this.app.query<Record<'journal' | 'outbox' | 'batches_out' | 'parked', number | string>>(
       'SELECT (SELECT COUNT(*) FROM tablesync_journal) AS journal, (SELECT COUNT(*) FROM tablesync_outbox) AS outbox, ' +
-        '(SELECT COUNT(*) FROM tablesync_batches_out) AS batchesOut, (SELECT COUNT(*) FROM tablesync_parked) AS parked',
+        '(SELECT COUNT(*) FROM tablesync_batches_out) AS batches_out, (SELECT COUNT(*) FROM tablesync_parked) AS parked',
     );
     if (row === undefined) throw new Error('no backlog row');
-    return { journal: Number(row.journal), outbox: Number(row.outbox), batchesOut: Number(row.batchesOut), parked: Number(row.parked) };
+    return { journal: Number(row.journal), outbox: Number(row.outbox), batchesOut: Number(row.batches_out), parked: Number(row.parked) };
   }
 
   /** A cursor of tablesync_cursors (`in`, `out`, `acked`...). */
@@ -439,8 +443,8 @@ export class SyncInstance {
   /**
    * Whether another connection (the daemon's) is in the middle of work on
    * this database right now: on SQLite, it holds the write lock (we cannot
-   * take it without waiting); on MariaDB, it has an open transaction or a
-   * statement running.
+   * take it without waiting); on MariaDB and PostgreSQL, it has an open
+   * transaction or a statement running.
    */
   async databaseBusy(): Promise<boolean> {
     if (this.db.config.dialect === 'sqlite') {
@@ -453,6 +457,12 @@ export class SyncInstance {
       }
       this.#probe.exec('ROLLBACK');
       return false;
+    }
+    if (this.db.config.dialect === 'postgres') {
+      const [row] = await this.app.query<{ n: number | string }>(
+        "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')",
+      );
+      return Number(row?.n ?? 0) > 0;
     }
     const [row] = await this.app.query<{ n: number | string }>(
       'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST p LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID ' +
@@ -848,6 +858,8 @@ export const dialectPairs: readonly DialectPair[] = [
   { active: 'sqlite', passive: 'sqlite' },
   { active: 'mysql', passive: 'mysql' },
   { active: 'mysql', passive: 'sqlite' },
+  { active: 'postgres', passive: 'postgres' },
+  { active: 'postgres', passive: 'mysql' },
 ];
 
 export function pairLabel(pair: DialectPair): string {
@@ -855,8 +867,8 @@ export function pairLabel(pair: DialectPair): string {
 }
 
 /**
- * Runs the same suite once per pair of dialects; MariaDB pairs are skipped
- * or fail as describeEachDialect's are (see databases.ts). The tests run
+ * Runs the same suite once per pair of dialects; MariaDB and PostgreSQL
+ * pairs are skipped or fail as describeEachDialect's are (see databases.ts). The tests run
  * concurrently (they mostly wait on their daemons): take `expect` and
  * `onTestFinished` from the test's context.
  */

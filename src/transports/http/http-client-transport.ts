@@ -396,6 +396,8 @@ export class HttpClientTransport implements Transport {
         ];
       case 'EPROTO':
         return ['the TLS handshake failed (EPROTO)', " Does the url's scheme match the passive side: https:// when it has tls:, http:// when not?"];
+      case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+        return [`its TLS certificate is self-signed, and not trusted (${code})`, " To trust it, give that certificate itself as tls.ca in this instance's file."];
       default:
         if (code !== undefined && certificateCodes.has(code)) {
           return [
