@@ -26,6 +26,12 @@ export function withConfigOption(command: Command, options: { single?: boolean }
 /** Loads every file given with -c; the first bad file ends the command with its full report. */
 export function loadConfigs(files: readonly string[]): InstanceConfig[] {
   const configs = files.map((file) => loadConfigFile(file));
+  checkInstancesApart(configs);
+  return configs;
+}
+
+/** Throws a UsageError when two of the files that share one process name the same instance or the same database. */
+export function checkInstancesApart(configs: readonly InstanceConfig[]): void {
   const names = new Map<string, string>();
   const databases = new Map<string, string>();
   for (const config of configs) {
@@ -42,5 +48,4 @@ export function loadConfigs(files: readonly string[]): InstanceConfig[] {
     }
     databases.set(database, config.file);
   }
-  return configs;
 }

@@ -1,13 +1,12 @@
 import { relative } from 'node:path';
 import type { InstanceConfig } from '../config/types.js';
 import type { AnyKysely } from '../db/dialect.js';
-import { stateTables } from '../db/state-names.js';
-import { readCursor } from '../engine/cursors.js';
+import { readSyncBacklog } from '../engine/backlog.js';
 import { Instance } from '../engine/instance.js';
 import { SyncMapping } from '../mapping/sync-mapping.js';
 import { isoTime, secondsSince, type StoredTime } from './format.js';
 import { stateIsCurrent } from './open-instance.js';
-import { createTransport } from '../transports/create-transport.js';
+import { transportFor } from '../transports/create-transport.js';
 import { TablesyncError } from '../errors.js';
 import { formatTable } from './table.js';
 
@@ -24,7 +23,7 @@ export interface PeerReachability {
 async function peerReachability(config: InstanceConfig, sync: InstanceConfig['syncs'][number]): Promise<PeerReachability> {
   let transport;
   try {
-    transport = createTransport(sync.transport, { sync, ...(config.tls?.ca === undefined ? {} : { caFile: config.tls.ca }) });
+    transport = transportFor(config, sync);
   } catch (err) {
     if (err instanceof TablesyncError) return { checked: true, reachable: false, detail: err.message };
     throw err;
@@ -110,11 +109,6 @@ async function instanceStatus(config: InstanceConfig): Promise<InstanceStatus> {
   }
 }
 
-interface Aggregate {
-  n: number | string;
-  oldest: number | string | null;
-}
-
 async function syncStatus(config: InstanceConfig, db: AnyKysely, mapping: SyncMapping, setUp: boolean): Promise<SyncStatus> {
   const { sync } = mapping;
   const described = { name: sync.name, role: sync.mode, transport: sync.transport.type };
@@ -124,57 +118,20 @@ async function syncStatus(config: InstanceConfig, db: AnyKysely, mapping: SyncMa
   }
 
   const now = Date.now();
-  // The journal is shared by every sync: its rows wait for each sync that syncs their table.
-  const journal = (await db
-    .selectFrom(stateTables.journal)
-    .select((eb) => [eb.fn.countAll().as('n'), eb.fn.min('changed_at').as('oldest')])
-    .where('table_name', 'in', [...mapping.tablesByName.keys()])
-    .executeTakeFirst()) as Aggregate | undefined;
-  const outbox = (await db
-    .selectFrom(stateTables.outbox)
-    .select((eb) => [eb.fn.countAll().as('n'), eb.fn.min('changed_at').as('oldest')])
-    .where('sync_name', '=', sync.name)
-    .executeTakeFirst()) as Aggregate | undefined;
-  const batches = (await db
-    .selectFrom(stateTables.batchesOut)
-    .select((eb) => [eb.fn.countAll().as('n'), eb.fn.sum('events').as('events'), eb.fn.min('created_at').as('oldest')])
-    .where('sync_name', '=', sync.name)
-    .executeTakeFirst()) as (Aggregate & { events: number | string | null }) | undefined;
-  const conflicts = (await db
-    .selectFrom(stateTables.conflicts)
-    .select((eb) => eb.fn.countAll().as('n'))
-    .where('sync_name', '=', sync.name)
-    .where('resolved_at', 'is', null)
-    .executeTakeFirst()) as { n: number | string } | undefined;
-  const count = async (table: string): Promise<number> => {
-    const row = (await db
-      .selectFrom(table)
-      .select((eb) => eb.fn.countAll().as('n'))
-      .where('sync_name', '=', sync.name)
-      .executeTakeFirst()) as { n: number | string } | undefined;
-    return Number(row?.n ?? 0);
-  };
-
-  const captured = Number(journal?.n ?? 0);
-  const queued = Number(outbox?.n ?? 0);
-  const inUnacknowledgedBatches = Number(batches?.events ?? 0);
-  const oldest = [journal?.oldest, outbox?.oldest, batches?.oldest]
-    .filter((at): at is number | string => at !== null && at !== undefined)
-    .map(Number)
-    .reduce<number | undefined>((a, b) => (a === undefined || b < a ? b : a), undefined);
-
+  const backlog = await readSyncBacklog(db, mapping);
+  const { captured, queued, inUnacknowledgedBatches, oldestWaitingAt: oldest } = backlog;
   return {
     ...described,
-    peer: (await readCursor(db, sync.name, 'peer')) ?? null,
+    peer: backlog.peer ?? null,
     peerReachable,
     waiting: { total: captured + queued + inUnacknowledgedBatches, captured, queued, inUnacknowledgedBatches },
-    unacknowledgedBatches: Number(batches?.n ?? 0),
-    lastBatchIn: moment(await readCursor(db, sync.name, 'last-in-at'), now),
-    lastBatchOut: moment(await readCursor(db, sync.name, 'last-out-at'), now),
+    unacknowledgedBatches: backlog.unacknowledgedBatches,
+    lastBatchIn: moment(backlog.lastInAt, now),
+    lastBatchOut: moment(backlog.lastOutAt, now),
     lag: oldest === undefined ? null : { oldestAt: isoTime(oldest), seconds: secondsSince(oldest, now) },
-    openConflicts: Number(conflicts?.n ?? 0),
-    parkedChanges: await count(stateTables.parked),
-    refusedBatches: await count(stateTables.refused),
+    openConflicts: backlog.openConflicts,
+    parkedChanges: backlog.parkedChanges,
+    refusedBatches: backlog.refusedBatches,
   };
 }
 

@@ -3,7 +3,7 @@ import { UsageError } from '../errors.js';
 import { FolderTransport } from './folder/folder-transport.js';
 import { FtpTransport } from './ftp/ftp-transport.js';
 import { HttpClientTransport } from './http/http-client-transport.js';
-import { HttpListener } from './http/http-listener.js';
+import { HttpListener, type ListenerMonitoring } from './http/http-listener.js';
 import { HttpServerTransport } from './http/http-server-transport.js';
 import type { Transport } from './transport.js';
 
@@ -37,6 +37,11 @@ export function createTransport(config: TransportConfig, options: TransportOptio
   }
 }
 
+/** The transport of one sync of an instance, as its file configures it (trusting the instance's `tls.ca`). */
+export function transportFor(config: Pick<InstanceConfig, 'tls'>, sync: SyncConfig, logger?: TransportLogger): Transport {
+  return createTransport(sync.transport, { sync, caFile: config.tls?.ca, logger });
+}
+
 /**
  * The active side calls the passive side. The passive side only answers,
  * through the instance's HttpListener, to which openTransports attaches it;
@@ -60,16 +65,28 @@ export interface InstanceTransports {
   close(): Promise<void>;
 }
 
-/** Opens the transports of all of an instance's syncs. */
-export async function openTransports(config: InstanceConfig, options: { logger: TransportLogger & { child(bindings: object): TransportLogger } }): Promise<InstanceTransports> {
+/**
+ * Opens the transports of all of an instance's syncs. `monitoring` is what the
+ * instance's listener, if `listen:` is set, serves on /healthz and /metrics.
+ */
+export async function openTransports(
+  config: InstanceConfig,
+  options: { logger: TransportLogger & { child(bindings: object): TransportLogger }; monitoring?: ListenerMonitoring },
+): Promise<InstanceTransports> {
   const transports = new Map<string, Transport>();
   // Serves /healthz even when no sync is a passive http one.
   const serverTls = config.tls?.cert !== undefined && config.tls.key !== undefined ? { cert: config.tls.cert, key: config.tls.key } : undefined;
-  const listener = config.listen === undefined ? undefined : new HttpListener(config.listen, serverTls, { logger: options.logger.child({ listen: `${config.listen.host}:${config.listen.port}` }) });
+  const listener =
+    config.listen === undefined
+      ? undefined
+      : new HttpListener(config.listen, serverTls, {
+          logger: options.logger.child({ listen: `${config.listen.host}:${config.listen.port}` }),
+          monitoring: options.monitoring,
+        });
   try {
     await listener?.start();
     for (const sync of config.syncs) {
-      const transport = createTransport(sync.transport, { logger: options.logger.child({ sync: sync.name }), caFile: config.tls?.ca, sync });
+      const transport = transportFor(config, sync, options.logger.child({ sync: sync.name }));
       if (transport instanceof HttpServerTransport && sync.transport.type === 'http') listener?.serve(sync.name, sync.transport.password, transport);
       transports.set(sync.name, transport);
     }

@@ -34,6 +34,13 @@ export interface Transport {
   /** Whether this side can contact the peer by itself (a passive http side cannot: it only answers). */
   readonly reachesPeer: boolean;
 
+  /**
+   * Only for a side that does not reach its peer by itself (`reachesPeer` false): when the peer
+   * last reached us (ms since the epoch), or undefined if it has not since the transport opened.
+   * Where `reachesPeer` is true, an exchange that succeeds is the contact, and this is left out.
+   */
+  readonly peerCalledAt?: number | undefined;
+
   /** Hands a batch over durably (written in full under its final name) or throws. Sending the same name again replaces it. */
   send(batch: OutgoingBatch): Promise<void>;
 

@@ -20,6 +20,7 @@ function instance(name: string, syncs: SyncConfig[], listen?: ListenConfig): Ins
     instance: name,
     database: { dialect: 'sqlite', file: `/var/lib/tablesync/${name}.sqlite` },
     log: { level: 'silent' },
+    health: { peerTimeoutMs: 300_000 },
     syncs,
     ...(listen === undefined ? {} : { listen }),
   };

@@ -5,7 +5,11 @@
  * (HttpClientTransport). `{sync}` is the sync's name, `{name}` a batch name.
  *
  *   GET    /healthz
- *          200 {"status":"ok"}. Not authenticated: for monitoring and load balancers.
+ *          200 {"status":"ok"}; with `monitoring`, 503 {"status":"unhealthy","error":…,"reason":…,"syncs":[…]}
+ *          when it finds something wrong (a peer not reached for too long). Not authenticated: for
+ *          monitoring and load balancers.
+ *   GET    /metrics
+ *          With `monitoring` only (404 otherwise): its metrics in Prometheus text format. Not authenticated.
  *   PUT    /v1/syncs/{sync}/inbox/{name}
  *          The active side sends a batch (the body), replacing one of the same name. 204.
  *   GET    /v1/syncs/{sync}/inbox/{name}
@@ -36,7 +40,8 @@
  *
  * What is not protected: without `tls:`, batches and descriptions travel in
  * clear text, readable by anyone on the path (the password never travels).
- * /healthz says only that the listener is up.
+ * /healthz and /metrics answer anyone who can reach the port: they name
+ * instances and syncs and carry counts and times, never data or a secret.
  */
 import { readFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -46,7 +51,7 @@ import type { ListenConfig, ServerTlsConfig } from '../../config/types.js';
 import { HttpAuth, type AuthRefusal } from './http-auth.js';
 import { HttpAuthThrottle } from './http-auth-throttle.js';
 import { resolveHttpPolicy, type HttpPolicy } from './http-policy.js';
-import { healthPath, parseTarget, targetPath, type ParsedTarget } from './http-routes.js';
+import { healthPath, metricsPath, parseTarget, targetPath, type ParsedTarget } from './http-routes.js';
 import type { HttpAnswer, HttpServerTransport, HttpTransportLogger } from './http-server-transport.js';
 import { HttpTransportError } from './http-transport-error.js';
 
@@ -57,6 +62,27 @@ export interface HttpListenerOptions {
   readonly policy?: Partial<HttpPolicy>;
   /** The clock that signed requests are checked against; default Date.now. */
   readonly now?: () => number;
+  /** What /healthz reports and /metrics serves; without it /healthz says only that the listener is up, and /metrics is 404. */
+  readonly monitoring?: ListenerMonitoring;
+}
+
+/** What /healthz finds wrong: a stable code, one sentence, and the syncs concerned. */
+export interface HealthProblem {
+  readonly error: string;
+  readonly reason: string;
+  readonly syncs: readonly string[];
+}
+
+/**
+ * What the listener serves besides the API, from the process that runs it (the
+ * daemon). Both answer anyone who reaches the port, unauthenticated: no secret
+ * in them.
+ */
+export interface ListenerMonitoring {
+  /** Undefined when all is well (/healthz answers 200); otherwise what is wrong (503). */
+  health(): HealthProblem | undefined;
+  /** The body of /metrics and its content type (the Prometheus text format). */
+  metrics(): Promise<{ readonly contentType: string; readonly body: string }>;
 }
 
 type ListenerState = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
@@ -82,6 +108,7 @@ export class HttpListener {
   readonly #auth: HttpAuth;
   readonly #throttle: HttpAuthThrottle;
   readonly #syncs = new Map<string, ServedSync>();
+  readonly #monitoring: ListenerMonitoring | undefined;
   #server: http.Server | undefined;
   #state: ListenerState = 'new';
   #starting: Promise<void> | undefined;
@@ -92,6 +119,7 @@ export class HttpListener {
     this.#tls = tls;
     this.#policy = resolveHttpPolicy(options.policy);
     this.#logger = options.logger ?? silentLogger;
+    this.#monitoring = options.monitoring;
     const now = options.now ?? Date.now;
     this.#auth = new HttpAuth({ clockWindowMs: this.#policy.clockWindowMs, now });
     this.#throttle = new HttpAuthThrottle(this.#policy, now);
@@ -198,9 +226,17 @@ export class HttpListener {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = req.url ?? '/';
     const method = req.method ?? 'GET';
-    if (targetPath(target).split('?')[0] === healthPath) {
-      if (method === 'GET' || method === 'HEAD') return this.#reply(req, res, json(200, { status: 'ok' }), true);
+    const path = targetPath(target).split('?')[0];
+    if (path === healthPath) {
+      if (method === 'GET' || method === 'HEAD') return this.#reply(req, res, this.#health(), true);
       return this.#reply(req, res, json(405, { error: 'method-not-allowed', reason: '/healthz takes GET' }, { allow: 'GET, HEAD' }), false);
+    }
+    if (path === metricsPath && this.#monitoring !== undefined) {
+      if (method !== 'GET' && method !== 'HEAD') {
+        return this.#reply(req, res, json(405, { error: 'method-not-allowed', reason: '/metrics takes GET' }, { allow: 'GET, HEAD' }), false);
+      }
+      const { contentType, body } = await this.#monitoring.metrics();
+      return this.#reply(req, res, { status: 200, body: Buffer.from(body), headers: { 'content-type': contentType } }, true);
     }
     const parsed = parseTarget(target);
     if (parsed === undefined) {
@@ -231,6 +267,12 @@ export class HttpListener {
     const answer = transport.answer({ method, route: parsed.route, query: parsed.query, body: read.body });
     const signature = this.#auth.signResponse(password, { status: answer.status, sync: parsed.sync, nonce: verdict.nonce, body: answer.body });
     this.#reply(req, res, { ...answer, headers: { ...answer.headers, ...signature } }, true);
+  }
+
+  #health(): HttpAnswer {
+    const problem = this.#monitoring?.health();
+    if (problem === undefined) return json(200, { status: 'ok' });
+    return json(503, { status: 'unhealthy', error: problem.error, reason: problem.reason, syncs: problem.syncs });
   }
 
   #tooLarge(): HttpAnswer {

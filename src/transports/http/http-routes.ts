@@ -32,6 +32,9 @@ export interface ParsedTarget {
 
 export const healthPath = '/healthz';
 
+/** Prometheus scrapes here; served only when the listener is given something to measure (the daemon's). */
+export const metricsPath = '/metrics';
+
 const enc = encodeURIComponent;
 
 /** The paths the active side calls, from `/v1/` on. */

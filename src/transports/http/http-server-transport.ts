@@ -77,6 +77,7 @@ export class HttpServerTransport implements Transport {
   #peerDescription: Buffer | undefined;
   readonly #arrivals: ArrivalListeners;
   #closed = false;
+  #peerCalledAt: number | undefined;
 
   constructor(
     readonly sync: string,
@@ -86,6 +87,11 @@ export class HttpServerTransport implements Transport {
     this.maxBatchBytes = this.#policy.maxBatchBytes;
     this.#logger = options.logger ?? silentLogger;
     this.#arrivals = new ArrivalListeners('http', this.#logger);
+  }
+
+  /** When the active side last made a request that passed authentication, while this transport was open. */
+  get peerCalledAt(): number | undefined {
+    return this.#peerCalledAt;
   }
 
   async send(batch: OutgoingBatch): Promise<void> {
@@ -158,6 +164,8 @@ export class HttpServerTransport implements Transport {
   /** Answers one authenticated request of the active side (see the API at the top of http-listener.ts). */
   answer(call: HttpCall): HttpAnswer {
     if (this.#closed) return json(503, { error: 'closing', reason: 'this side is shutting down; try again shortly' }, { 'retry-after': '1' });
+    // The listener hands over only authenticated requests: this is the peer itself.
+    this.#peerCalledAt = Date.now();
     const { route, method } = call;
     switch (route.kind) {
       case 'inbox-item':

@@ -1,0 +1,240 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import BetterSqlite3 from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load-config.js';
+import { Daemon } from '../../src/engine/daemon.js';
+import { createLogger } from '../../src/log.js';
+import { freePort } from '../support/servers.js';
+
+/**
+ * /metrics and /healthz of real daemons over loopback: an active side
+ * (east) and a passive side (west) of one http sync, each in its own Daemon
+ * with its own SQLite database and its own listener, so that either can be
+ * stopped and started again while the other runs.
+ */
+
+const password = 'observability-sync-password';
+const cleanups: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+interface Side {
+  readonly name: 'east' | 'west';
+  readonly port: number;
+  readonly db: BetterSqlite3.Database;
+  readonly log: string[];
+  daemon: Daemon;
+  /** A new daemon on the same file and database, as after a restart. */
+  start(): Promise<void>;
+  url(path: string): string;
+}
+
+interface Pair {
+  readonly east: Side;
+  readonly west: Side;
+}
+
+async function startPair(options: { peerTimeout?: string } = {}): Promise<Pair> {
+  const dir = await mkdtemp(join(tmpdir(), 'tablesync-observability-'));
+  const westPort = await freePort();
+  const eastPort = await freePort();
+  const sides: Side[] = [];
+  cleanups.push(async () => {
+    for (const side of sides) {
+      await side.daemon.destroy();
+      side.db.close();
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const make = (name: 'east' | 'west', port: number): Side => {
+    const active = name === 'east';
+    const transport = active ? `{ type: http, url: "http://127.0.0.1:${westPort}", password: "${password}" }` : `{ type: http, password: "${password}" }`;
+    const text = [
+      `instance: ${name}`,
+      `database: { dialect: sqlite, file: ./${name}.sqlite }`,
+      // The active side listens too: for /healthz and /metrics only.
+      `listen: 127.0.0.1:${port}`,
+      ...(options.peerTimeout === undefined ? [] : [`health: { peerTimeout: ${options.peerTimeout} }`]),
+      'syncs:',
+      '  - name: hq',
+      `    mode: ${active ? 'active' : 'passive'}`,
+      `    transport: ${transport}`,
+      '    every: 200ms',
+      '    tables:',
+      '      - { table: clients, number: 1, key: id, fields: [{ column: name, number: 2 }, { column: email, number: 3 }] }',
+    ].join('\n');
+    const db = new BetterSqlite3(join(dir, `${name}.sqlite`));
+    db.exec('CREATE TABLE clients (id INTEGER PRIMARY KEY, name TEXT, email TEXT)');
+    const log: string[] = [];
+    const out = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        log.push(...chunk.toString().split('\n').filter((line) => line !== ''));
+        done();
+      },
+    });
+    const newDaemon = (): Daemon => new Daemon([parseConfig(text, join(dir, `${name}.yaml`), {}, dir)], createLogger('info', out));
+    const side: Side = {
+      name,
+      port,
+      db,
+      log,
+      daemon: newDaemon(),
+      async start() {
+        side.daemon = newDaemon();
+        await side.daemon.start();
+      },
+      url: (path) => `http://127.0.0.1:${port}${path}`,
+    };
+    sides.push(side);
+    return side;
+  };
+
+  const west = make('west', westPort);
+  const east = make('east', eastPort);
+  await west.daemon.start();
+  await east.daemon.start();
+  return { east, west };
+}
+
+function names(db: BetterSqlite3.Database): string[] {
+  return (db.prepare('SELECT name FROM clients ORDER BY name').all() as { name: string }[]).map((row) => row.name);
+}
+
+/** The value of one sample of the Prometheus text format, or undefined if there is none. */
+function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
+  const wanted = Object.entries(labels).map(([label, value]) => `${label}="${value}"`);
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (match === null || match[1] !== name) continue;
+    const present = (match[2] ?? '').split(',');
+    if (wanted.every((label) => present.includes(label))) return Number(match[3]);
+  }
+  return undefined;
+}
+
+async function metrics(side: Side): Promise<string> {
+  const response = await fetch(side.url('/metrics'));
+  expect(response.status).toBe(200);
+  expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+  return response.text();
+}
+
+async function health(side: Side): Promise<{ status: number; body: { status: string; error?: string; reason?: string; syncs?: string[] } }> {
+  const response = await fetch(side.url('/healthz'));
+  return { status: response.status, body: (await response.json()) as { status: string; error?: string; reason?: string; syncs?: string[] } };
+}
+
+function logLines(side: Side): { msg: string; [key: string]: unknown }[] {
+  return side.log.map((line) => JSON.parse(line) as { msg: string });
+}
+
+describe('/metrics', () => {
+  it('counts batches, changes, apply time, conflicts and contact per sync, with no secret in them', async () => {
+    const { east, west } = await startPair();
+    east.db.prepare("INSERT INTO clients (name, email) VALUES ('Ann', 'ann@example.com')").run();
+    west.db.prepare("INSERT INTO clients (name, email) VALUES ('Bob', 'bob@example.com')").run();
+    await expect.poll(() => names(west.db), { timeout: 20_000 }).toEqual(['Ann', 'Bob']);
+    await expect.poll(() => names(east.db), { timeout: 20_000 }).toEqual(['Ann', 'Bob']);
+
+    // A conflict for certain: the same field changed on both sides while the active side was stopped.
+    await east.daemon.close();
+    east.db.prepare("UPDATE clients SET email = 'ann@east.example.com' WHERE name = 'Ann'").run();
+    west.db.prepare("UPDATE clients SET email = 'ann@west.example.com' WHERE name = 'Ann'").run();
+    await east.start();
+    const email = (db: BetterSqlite3.Database): string => (db.prepare("SELECT email FROM clients WHERE name = 'Ann'").get() as { email: string }).email;
+    await expect.poll(() => email(east.db) === email(west.db) && email(east.db) !== 'ann@example.com', { timeout: 20_000 }).toBe(true);
+    await expect.poll(() => names(east.db), { timeout: 20_000 }).toEqual(['Ann', 'Bob']);
+
+    const labels = (side: Side): Record<string, string> => ({ tablesync_instance: side.name, sync: 'hq' });
+    // The restarted east's counters started again at 0; west's ran all along.
+    await expect
+      .poll(async () => {
+        const text = await metrics(west);
+        return {
+          batchesIn: (sample(text, 'tablesync_batches_in_total', labels(west)) ?? 0) >= 2,
+          batchesOut: (sample(text, 'tablesync_batches_out_total', labels(west)) ?? 0) >= 1,
+          changesIn: (sample(text, 'tablesync_changes_in_total', labels(west)) ?? 0) >= 2,
+          changesOut: (sample(text, 'tablesync_changes_out_total', labels(west)) ?? 0) >= 1,
+          applied: (sample(text, 'tablesync_apply_duration_seconds_count', labels(west)) ?? 0) >= 2,
+          reachable: sample(text, 'tablesync_peer_reachable', labels(west)),
+          contact: (sample(text, 'tablesync_peer_last_contact_timestamp_seconds', labels(west)) ?? 0) > Date.now() / 1000 - 60,
+          lastIn: (sample(text, 'tablesync_last_batch_in_age_seconds', labels(west)) ?? Infinity) < 60,
+          lag: sample(text, 'tablesync_lag_seconds', labels(west)) !== undefined,
+          parked: sample(text, 'tablesync_parked_changes', labels(west)),
+          refused: sample(text, 'tablesync_batches_refused_total', labels(west)) ?? 0,
+        };
+      }, { timeout: 20_000 })
+      .toEqual({ batchesIn: true, batchesOut: true, changesIn: true, changesOut: true, applied: true, reachable: 1, contact: true, lastIn: true, lag: true, parked: 0, refused: 0 });
+
+    const eastText = await metrics(east);
+    expect(sample(eastText, 'tablesync_batches_in_total', labels(east))).toBeGreaterThanOrEqual(1);
+    expect(sample(eastText, 'tablesync_peer_reachable', labels(east))).toBe(1);
+    expect(eastText).toContain('# TYPE tablesync_apply_duration_seconds histogram');
+    expect(eastText).toContain('process_resident_memory_bytes');
+    // Each daemon has its registry: east's shows none of west's syncs.
+    expect(eastText).not.toContain('tablesync_instance="west"');
+
+    // The conflict is counted where it was found, and logged there with both values.
+    const conflicts = (sample(eastText, 'tablesync_conflicts_total', labels(east)) ?? 0) + (sample(await metrics(west), 'tablesync_conflicts_total', labels(west)) ?? 0);
+    expect(conflicts).toBeGreaterThanOrEqual(1);
+    const conflictLines = [...logLines(east), ...logLines(west)].filter((line) => line.msg.startsWith('conflict'));
+    expect(conflictLines.length).toBeGreaterThanOrEqual(1);
+    expect(conflictLines[0]).toMatchObject({ ours: expect.stringMatching(/^ann@/), theirs: expect.stringMatching(/^ann@/) });
+
+    // Every applied batch is one line with its figures.
+    const applied = logLines(west).filter((line) => line.msg === 'batch applied');
+    expect(applied.length).toBeGreaterThanOrEqual(2);
+    for (const line of applied) {
+      expect(line).toMatchObject({ instance: 'west', sync: 'hq', seq: expect.any(Number), events: expect.any(Number), created: expect.any(Number) });
+      expect(line).toMatchObject({ updated: expect.any(Number), deleted: expect.any(Number), conflicts: expect.any(Number), parked: expect.any(Number), ms: expect.any(Number) });
+    }
+
+    for (const text of [eastText, await metrics(west)]) {
+      expect(text).not.toContain(password);
+      expect(text).not.toContain('.sqlite');
+    }
+    expect([...east.log, ...west.log].join('\n')).not.toContain(password);
+  });
+
+  it('answers 405 to anything but GET and HEAD', async () => {
+    const { east } = await startPair();
+    const response = await fetch(east.url('/metrics'), { method: 'POST' });
+    expect(response.status).toBe(405);
+    expect(response.headers.get('allow')).toBe('GET, HEAD');
+  });
+});
+
+describe('/healthz', () => {
+  it('turns 503 with a reason when the peer has not been reached for health.peerTimeout, and 200 once it is back', async () => {
+    const { east, west } = await startPair({ peerTimeout: '1s' });
+    await expect.poll(async () => (await health(east)).status, { timeout: 20_000 }).toBe(200);
+    expect((await health(west)).status).toBe(200);
+
+    // The passive side stops: the active side's exchanges fail.
+    await west.daemon.close();
+    await expect.poll(async () => (await health(east)).status, { timeout: 20_000 }).toBe(503);
+    const down = await health(east);
+    expect(down.body).toMatchObject({ status: 'unhealthy', error: 'peer-unreachable', syncs: ['hq'] });
+    expect(down.body.reason).toMatch(/^sync hq last reached its peer \d+ s ago \(health.peerTimeout: 1 s\)/);
+    expect(sample(await metrics(east), 'tablesync_peer_reachable', { tablesync_instance: 'east', sync: 'hq' })).toBe(0);
+
+    await west.start();
+    await expect.poll(async () => (await health(east)).status, { timeout: 30_000 }).toBe(200);
+    expect((await health(west)).status).toBe(200);
+
+    // The active side stops: the passive side hears from nobody.
+    await east.daemon.close();
+    await expect.poll(async () => (await health(west)).status, { timeout: 20_000 }).toBe(503);
+    expect((await health(west)).body).toMatchObject({ error: 'peer-unreachable', syncs: ['hq'] });
+
+    await east.start();
+    await expect.poll(async () => (await health(west)).status, { timeout: 30_000 }).toBe(200);
+  });
+});
