@@ -6,7 +6,7 @@ import { Database } from '../db/database.js';
 import { installedVersion, stateSchemaVersion } from '../db/state-tables.js';
 import { TablesyncError } from '../errors.js';
 import { compareSides, decodeDescription, describeSide } from '../protocol/description.js';
-import { createTransport } from '../transports/create-transport.js';
+import { transportFor } from '../transports/create-transport.js';
 import type { Transport } from '../transports/transport.js';
 import { formatTable } from './table.js';
 
@@ -71,7 +71,7 @@ async function peerFindings(config: InstanceConfig, sync: SyncConfig): Promise<F
   const subject = `peer of ${sync.name}`;
   let transport: Transport;
   try {
-    transport = createTransport(sync.transport, { sync, ...(config.tls?.ca === undefined ? {} : { caFile: config.tls.ca }) });
+    transport = transportFor(config, sync);
   } catch (err) {
     if (!(err instanceof TablesyncError)) throw err;
     return [['error', subject, err.message]];

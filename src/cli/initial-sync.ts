@@ -1,7 +1,9 @@
 import type { InstanceConfig } from '../config/types.js';
-import { InitialSync, initialSyncParts, restartInitialSync, type InitialSyncProgress } from '../engine/initial-sync.js';
-import { createTransport } from '../transports/create-transport.js';
+import { InitialSync, initialSyncParts, restartInitialSync } from '../engine/initial-sync.js';
+import { transportFor } from '../transports/create-transport.js';
+import { safetyBackup } from './backup.js';
 import { withInstanceContext } from './open-instance.js';
+import { ProgressReport } from './progress.js';
 
 export interface InitialSyncCommandOptions {
   readonly sync?: string;
@@ -9,6 +11,10 @@ export interface InitialSyncCommandOptions {
   readonly field?: number;
   readonly create: boolean;
   readonly restart: boolean;
+  /** A safety backup first, when the synced tables hold data (`--no-backup` turns it off). */
+  readonly backup: boolean;
+  /** Where the safety backup goes; default `backups/` beside the configuration file. */
+  readonly backupDir?: string;
 }
 
 /**
@@ -18,20 +24,23 @@ export interface InitialSyncCommandOptions {
  * stops after the chunk in hand; running the command again resumes.
  */
 export async function initialSyncCommand(config: InstanceConfig, out: NodeJS.WriteStream | NodeJS.WritableStream, options: InitialSyncCommandOptions): Promise<number> {
-  return withInstanceContext(config, async (context) => {
+  return withInstanceContext(config, async (context, instance) => {
     const parts = initialSyncParts(context, options);
+    if (options.backup) await safetyBackup(instance, options.backupDir, out);
     if (options.restart) await restartInitialSync(context, parts);
 
     // Batches must fit every transport they go through.
     let maxBatchBytes = Number.POSITIVE_INFINITY;
     for (const mapping of new Set(parts.map((p) => p.mapping))) {
-      const transport = createTransport(mapping.sync.transport, { sync: mapping.sync, ...(config.tls?.ca === undefined ? {} : { caFile: config.tls.ca }) });
+      const transport = transportFor(config, mapping.sync);
       maxBatchBytes = Math.min(maxBatchBytes, transport.maxBatchBytes);
       await transport.close();
     }
 
-    const progress = new ProgressReport(out);
-    const sync = new InitialSync(context, parts, maxBatchBytes, (p) => progress.update(p));
+    const progress = new ProgressReport(out, 'queued');
+    const sync = new InitialSync(context, parts, maxBatchBytes, (p) =>
+      progress.update({ part: `${p.sync}: ${p.table}${p.field === undefined ? '' : `.${p.field}`}`, count: p.queued, total: p.total, done: p.done }),
+    );
     let interrupted = false;
     const onSignal = (): void => {
       interrupted = true;
@@ -60,49 +69,4 @@ export async function initialSyncCommand(config: InstanceConfig, out: NodeJS.Wri
       process.off('SIGTERM', onSignal);
     }
   });
-}
-
-/** A progress bar with rows per second and time left on a terminal; a plain line every few seconds otherwise. */
-class ProgressReport {
-  readonly #tty: boolean;
-  #startedAt = Date.now();
-  #firstQueued: number | undefined;
-  #lastLine = 0;
-  #open = false;
-  #part = '';
-
-  constructor(private readonly out: NodeJS.WriteStream | NodeJS.WritableStream) {
-    this.#tty = 'isTTY' in out && out.isTTY === true;
-  }
-
-  update(p: InitialSyncProgress): void {
-    const part = `${p.sync}: ${p.table}${p.field === undefined ? '' : `.${p.field}`}`;
-    if (part !== this.#part) {
-      this.end();
-      this.#part = part;
-      this.#startedAt = Date.now();
-      this.#firstQueued = p.queued;
-    }
-    const seconds = Math.max((Date.now() - this.#startedAt) / 1000, 0.001);
-    const rate = (p.queued - (this.#firstQueued ?? 0)) / seconds;
-    const share = p.total === 0 ? 1 : Math.min(1, p.queued / p.total);
-    const left = rate > 0 ? Math.max(0, (p.total - p.queued) / rate) : undefined;
-    const figures = `${p.queued.toLocaleString('en')}/${p.total.toLocaleString('en')} rows, ${Math.round(rate).toLocaleString('en')} rows/s${
-      p.done ? '' : left === undefined ? '' : `, ${Math.ceil(left)} s left`
-    }`;
-    if (this.#tty) {
-      const width = 30;
-      const bar = '#'.repeat(Math.round(share * width)).padEnd(width, '-');
-      this.out.write(`\r${part} [${bar}] ${(share * 100).toFixed(0).padStart(3)}% ${figures}   `);
-      this.#open = true;
-    } else if (p.done || Date.now() - this.#lastLine >= 2000) {
-      this.out.write(`${part}: ${(share * 100).toFixed(0)}% ${figures}${p.done ? ', all queued' : ''}\n`);
-      this.#lastLine = Date.now();
-    }
-  }
-
-  end(): void {
-    if (this.#open) this.out.write('\n');
-    this.#open = false;
-  }
 }

@@ -45,7 +45,7 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .action(async (options: ConfigOptions) => setExitCode(await (await import('./setup.js')).setupCommand(loadConfigs(options.config), process.stdout)));
 
   withConfigOption(program.command('run'))
-    .description('the daemon: install capture, then run until SIGTERM or SIGINT')
+    .description('the daemon: install capture, then run until SIGTERM or SIGINT; SIGHUP reads the files again')
     .action(async (options: ConfigOptions) => setExitCode(await (await import('./run.js')).runCommand(loadConfigs(options.config))));
 
   withConfigOption(program.command('status'))
@@ -105,7 +105,9 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .option('--field <number>', 'only this field (its number in the sync)', positiveInteger('--field'))
     .option('--create', 'with --field: create records the peer does not have (by default a field goes only to linked records)')
     .option('--restart', 'forget how far earlier runs came and send everything again')
-    .action(async (options: ConfigOptions & { sync?: string; table?: number; field?: number; create?: boolean; restart?: boolean }) =>
+    .option('--no-backup', 'skip the safety backup taken first when the synced tables hold data')
+    .option('--backup-dir <dir>', 'where the safety backup goes (default: backups/ beside the configuration file)')
+    .action(async (options: ConfigOptions & { sync?: string; table?: number; field?: number; create?: boolean; restart?: boolean; backup: boolean; backupDir?: string }) =>
       setExitCode(
         await (await import('./initial-sync.js')).initialSyncCommand(singleConfig(options.config, 'initial-sync'), process.stdout, {
           ...(options.sync === undefined ? {} : { sync: options.sync }),
@@ -113,8 +115,44 @@ function buildProgram(setExitCode: (code: number) => void): Command {
           ...(options.field === undefined ? {} : { field: options.field }),
           create: options.field === undefined || options.create === true,
           restart: options.restart === true,
+          backup: options.backup,
+          ...(options.backupDir === undefined ? {} : { backupDir: options.backupDir }),
         }),
       ),
+    );
+
+  withConfigOption(program.command('verify'), { single: true })
+    .description("compare both sides by chunk checksums of the both-ways fields and the links; exits 1 when they differ")
+    .option('--peer-config <file>', "the peer's configuration file (required): verify reads both databases from here")
+    .option('--sync <name>', 'only this sync')
+    .option('--table <number>', 'only this table (its number in the sync)', positiveInteger('--table'))
+    .option('--repair', 'queue what differs to be sent again at the next exchange')
+    .action(async (options: ConfigOptions & { peerConfig?: string; sync?: string; table?: number; repair?: boolean }) => {
+      const { verifyCommand, verifyConfigs } = await import('./verify.js');
+      const [ours, peer] = verifyConfigs(options.config, options.peerConfig);
+      setExitCode(
+        await verifyCommand(ours, peer, process.stdout, {
+          ...(options.sync === undefined ? {} : { sync: options.sync }),
+          ...(options.table === undefined ? {} : { table: options.table }),
+          repair: options.repair === true,
+        }),
+      );
+    });
+
+  withConfigOption(program.command('backup'), { single: true })
+    .description("write the synced tables and tablesync's state to one portable, compressed (optionally encrypted) file")
+    .option('-o, --output <file>', 'the backup file to write (required; must not exist yet)')
+    .option('--password-env <var>', 'encrypt with the password held in this environment variable')
+    .action(async (options: ConfigOptions & { output?: string; passwordEnv?: string }) =>
+      setExitCode(await (await import('./backup.js')).backupCommand(singleConfig(options.config, 'backup'), process.stdout, options)),
+    );
+
+  withConfigOption(program.command('restore'), { single: true })
+    .description('check a backup from end to end, then restore it in one transaction (into any dialect); stop the daemon first')
+    .option('-i, --input <file>', 'the backup file to restore (required)')
+    .option('--password-env <var>', 'the environment variable holding the password of an encrypted backup')
+    .action(async (options: ConfigOptions & { input?: string; passwordEnv?: string }) =>
+      setExitCode(await (await import('./restore.js')).restoreCommand(singleConfig(options.config, 'restore'), process.stdout, options)),
     );
 
   program

@@ -1,4 +1,5 @@
 import type { AnyKysely } from '../db/dialect.js';
+import { readKeysetPage } from '../db/keyset.js';
 import { stateTables } from '../db/state-names.js';
 import { UsageError } from '../errors.js';
 import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
@@ -175,13 +176,14 @@ export class InitialSync {
 
     const fields = part.field === undefined ? table.fields.filter((f) => f.sends) : [part.field];
     const status = table.config.status;
-    let query = db
-      .selectFrom(table.name)
-      .select([...new Set([table.key, ...fields.map((f) => f.column), ...(status === undefined ? [] : [status.column])])])
-      .orderBy(table.key)
-      .limit(this.policy.chunkRows);
-    if (position.last !== null) query = query.where(table.key, '>', position.last);
-    const rows = (await query.execute()) as Record<string, unknown>[];
+    const rows = await readKeysetPage(
+      db,
+      table.name,
+      [...fields.map((f) => f.column), ...(status === undefined ? [] : [status.column])],
+      [table.key],
+      position.last === null ? undefined : [position.last],
+      this.policy.chunkRows,
+    );
     if (rows.length === 0) {
       const finished = { ...position, done: true };
       await writeCursor(db, mapping.name, cursor, JSON.stringify(finished));

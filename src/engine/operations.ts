@@ -5,10 +5,10 @@ import type { MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
 import type { BatchEvent, WireValue } from '../protocol/batch.js';
 import { BatchApplier, emptyStats } from './applier.js';
 import { mappingFor, type EngineContext } from './context.js';
-import { readVersions, versionOf, writeVersions } from './field-versions.js';
+import { readVersions, versionOf, writeVersions, type RecordVersions } from './field-versions.js';
 import { absorbJournal, journalPassSize } from './journal-reader.js';
 import { peerIdFor } from './links.js';
-import { OutboxWriter } from './outbox.js';
+import { chunks, OutboxWriter } from './outbox.js';
 import { VersionClock } from './versions.js';
 
 /**
@@ -154,23 +154,43 @@ export async function retryParked(context: EngineContext, id?: number): Promise<
 
 /** Queues one record to be sent in full at the next exchange, as a change made now. */
 export async function pushRecord(context: EngineContext, sync: string, tableNumber: number, id: string): Promise<void> {
+  const table = tableFor(mappingFor(context, sync), tableNumber);
+  const queued = await pushRecords(context, sync, tableNumber, [id]);
+  if (queued.length === 0) throw new UsageError(`table ${table.name} has no record with ${table.key} ${id}`);
+}
+
+/**
+ * Queues records to be sent in full at the next exchange (every field this
+ * side sends, as if each had just changed), in one transaction; what
+ * `push-record` does for one record and `verify --repair` for many. Ids
+ * that name no record are left out; returns the ids queued, as the
+ * database spells them.
+ */
+export async function pushRecords(context: EngineContext, sync: string, tableNumber: number, ids: readonly string[]): Promise<string[]> {
   const mapping = mappingFor(context, sync);
   const table = tableFor(mapping, tableNumber);
-  await withCurrentVersions(context, async (db, clock, outbox) => {
-    const exists = (await db.selectFrom(table.name).select(table.key).where(table.key, '=', id).executeTakeFirst()) as Record<string, unknown> | undefined;
-    if (exists === undefined) throw new UsageError(`table ${table.name} has no record with ${table.key} ${id}`);
+  return withCurrentVersions(context, async (db, clock, outbox) => {
     // The id as the database spells it (`01` finds record 1): journal, links and outbox use that spelling.
-    const recordId = String(exists[table.key]);
-    const versions = await readVersions(db, table.name, [recordId]);
-    const now = Date.now();
-    const fresh = new Map<string, string>();
-    outbox.touch(sync, table.number, recordId, now);
-    for (const field of table.fields.filter((f) => f.sends)) {
-      const version = clock.next(now);
-      fresh.set(field.column, version);
-      outbox.field(sync, table.number, recordId, field.number, { version, parent: versionOf(versions, recordId, field.column) }, now);
+    const found: string[] = [];
+    for (const chunk of chunks([...new Set(ids)], 500)) {
+      const rows = (await db.selectFrom(table.name).select(table.key).where(table.key, 'in', chunk).execute()) as Record<string, unknown>[];
+      found.push(...rows.map((row) => String(row[table.key])));
     }
-    await writeVersions(db, context.database.adapter, table.name, new Map([[recordId, fresh]]));
+    const versions = await readVersions(db, table.name, found);
+    const now = Date.now();
+    const fresh: RecordVersions = new Map();
+    for (const recordId of found) {
+      const record = new Map<string, string>();
+      outbox.touch(sync, table.number, recordId, now);
+      for (const field of table.fields.filter((f) => f.sends)) {
+        const version = clock.next(now);
+        record.set(field.column, version);
+        outbox.field(sync, table.number, recordId, field.number, { version, parent: versionOf(versions, recordId, field.column) }, now);
+      }
+      fresh.set(recordId, record);
+    }
+    await writeVersions(db, context.database.adapter, table.name, fresh);
+    return found;
   });
 }
 
