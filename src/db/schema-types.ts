@@ -68,3 +68,21 @@ export function columnFamily(declared: string): ColumnFamily {
   if (/real|floa|doub/.test(base)) return 'float';
   return 'other';
 }
+
+/**
+ * A DatabaseSchema from what a dialect's introspection read: each table's
+ * columns in the order given, then the columns that identify a row alone.
+ * A unique column of a table with no columns listed is ignored.
+ */
+export function schemaOf(columns: Iterable<{ readonly table: string; readonly column: ColumnSchema }>, uniqueColumns: Iterable<{ readonly table: string; readonly column: string }>): DatabaseSchema {
+  const tables = new Map<string, { columns: Map<string, ColumnSchema>; uniqueColumns: Set<string> }>();
+  for (const { table, column } of columns) {
+    let found = tables.get(table);
+    if (found === undefined) tables.set(table, (found = { columns: new Map(), uniqueColumns: new Set() }));
+    found.columns.set(column.name, column);
+  }
+  for (const { table, column } of uniqueColumns) tables.get(table)?.uniqueColumns.add(column);
+  const schema = new Map<string, TableSchema>();
+  for (const [name, table] of tables) schema.set(name, { name, ...table });
+  return schema;
+}

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { append } from '../../group-by.js';
 import type { AnyKysely } from '../dialect.js';
-import { columnFamily, type ColumnSchema, type DatabaseSchema, type TableSchema } from '../schema-types.js';
+import { columnFamily, schemaOf, type ColumnSchema, type DatabaseSchema } from '../schema-types.js';
 
 interface ColumnRow {
   table_name: string;
@@ -33,15 +33,9 @@ export async function introspectMysql(db: AnyKysely): Promise<DatabaseSchema> {
     FROM information_schema.STATISTICS
     WHERE TABLE_SCHEMA = DATABASE() AND NON_UNIQUE = 0`.execute(db);
 
-  const tables = new Map<string, { columns: Map<string, ColumnSchema>; uniqueColumns: Set<string> }>();
-  for (const row of columns.rows) {
-    let table = tables.get(row.table_name);
-    if (table === undefined) {
-      table = { columns: new Map(), uniqueColumns: new Set() };
-      tables.set(row.table_name, table);
-    }
+  const columnsRead = columns.rows.map((row) => {
     const nullable = row.is_nullable === 'YES';
-    table.columns.set(row.column_name, {
+    const column: ColumnSchema = {
       name: row.column_name,
       dataType: row.column_type.toLowerCase(),
       family: columnFamily(row.column_type),
@@ -50,21 +44,20 @@ export async function introspectMysql(db: AnyKysely): Promise<DatabaseSchema> {
       hasDefault: row.column_default !== null && !(nullable && row.column_default === 'NULL'),
       autoIncrement: row.extra.toLowerCase().includes('auto_increment'),
       ...(row.max_length !== null && { maxLength: Number(row.max_length) }),
-    });
-  }
+    };
+    return { table: row.table_name, column };
+  });
 
   const indexColumns = new Map<string, string[]>();
   for (const row of uniques.rows) {
     const id = `${row.table_name}\u0000${row.index_name}`;
     append(indexColumns, id, row.column_name);
   }
+  const uniqueColumns: { table: string; column: string }[] = [];
   for (const [id, indexed] of indexColumns) {
     const [tableName] = id.split('\u0000');
     const [only] = indexed;
-    if (indexed.length === 1 && only !== undefined && tableName !== undefined) tables.get(tableName)?.uniqueColumns.add(only);
+    if (indexed.length === 1 && only !== undefined && tableName !== undefined) uniqueColumns.push({ table: tableName, column: only });
   }
-
-  const schema = new Map<string, TableSchema>();
-  for (const [name, table] of tables) schema.set(name, { name, ...table });
-  return schema;
+  return schemaOf(columnsRead, uniqueColumns);
 }

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { AnyKysely } from '../dialect.js';
-import { columnFamily, type ColumnFamily, type ColumnSchema, type DatabaseSchema, type TableSchema } from '../schema-types.js';
+import { columnFamily, schemaOf, type ColumnFamily, type ColumnSchema, type DatabaseSchema } from '../schema-types.js';
 
 interface ColumnRow {
   table_name: string;
@@ -71,14 +71,8 @@ export async function introspectPostgres(db: AnyKysely): Promise<DatabaseSchema>
     WHERE n.nspname = current_schema() AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1
       AND i.indpred IS NULL AND i.indexprs IS NULL`.execute(db);
 
-  const tables = new Map<string, { columns: Map<string, ColumnSchema>; uniqueColumns: Set<string> }>();
-  for (const row of columns.rows) {
-    let table = tables.get(row.table_name);
-    if (table === undefined) {
-      table = { columns: new Map(), uniqueColumns: new Set() };
-      tables.set(row.table_name, table);
-    }
-    table.columns.set(row.column_name, {
+  const columnsRead = columns.rows.map((row) => {
+    const column: ColumnSchema = {
       name: row.column_name,
       dataType: row.data_type,
       family: familyOf(row.category, row.base_type),
@@ -86,11 +80,11 @@ export async function introspectPostgres(db: AnyKysely): Promise<DatabaseSchema>
       hasDefault: row.has_default,
       autoIncrement: row.auto_increment,
       ...(row.max_length !== null && { maxLength: Number(row.max_length) }),
-    });
-  }
-  for (const row of uniques.rows) tables.get(row.table_name)?.uniqueColumns.add(row.column_name);
-
-  const schema = new Map<string, TableSchema>();
-  for (const [name, table] of tables) schema.set(name, { name, ...table });
-  return schema;
+    };
+    return { table: row.table_name, column };
+  });
+  return schemaOf(
+    columnsRead,
+    uniques.rows.map((row) => ({ table: row.table_name, column: row.column_name })),
+  );
 }
