@@ -1,11 +1,13 @@
-import type { AnyKysely } from '../db/dialect.js';
+import { createHash } from 'node:crypto';
+import type { AnyKysely, DialectAdapter } from '../db/dialect.js';
+import { keysetPages } from '../db/keyset.js';
 import type { ColumnSchema, DatabaseSchema } from '../db/schema-types.js';
 import { stateSchemaVersion } from '../db/state-tables.js';
 import { stateTables } from '../db/state-names.js';
 import type { Instance } from '../engine/instance.js';
 import { chunks } from '../engine/outbox.js';
 import { fromWire } from '../engine/values.js';
-import { UsageError } from '../errors.js';
+import { DatabaseError, UsageError } from '../errors.js';
 import type { WireValue } from '../protocol/batch.js';
 import { BackupFileError } from './backup-error.js';
 import { backedUpStateTables, type BackupHeader, type BackupTable } from './backup-format.js';
@@ -33,8 +35,22 @@ export interface RestoreReport {
   readonly total: number;
 }
 
-/** Holds the keys of the backup's rows while a table is restored, to remove the rows the backup does not have. */
+/**
+ * Holds the keys of the backup's rows while a table is restored, to remove
+ * the rows the backup does not have. Each as the SHA-256 (hex) of its text,
+ * whatever the key's type: only ever compared with other such text (see
+ * TableWriter.finish), never with the key column itself, which PostgreSQL
+ * refuses for an integer key; and hex, so that no collation (MySQL's
+ * case-insensitive or space-padding ones) takes two keys for one.
+ */
 const keysTable = 'tablesync_restore_keys';
+
+function keyDigest(key: unknown): string {
+  return createHash('sha256').update(String(key)).digest('hex');
+}
+
+/** Keys per page when looking for the rows the backup does not have. */
+const keysPerPage = 1000;
 
 /** Rows per statement: well under every dialect's limit of parameters per statement. */
 function rowsPerStatement(columns: number): number {
@@ -75,7 +91,13 @@ export async function restoreBackup(instance: Instance, key: BackupKey, onProgre
   await instance.database.asApplier(async (db) => {
     // The state is replaced as a whole: what the backup does not hold (it may hold none) must not survive.
     for (const name of Object.keys(backedUpStateTables)) if (schema.has(name)) await db.deleteFrom(name).execute();
-    await db.schema.createTable(keysTable).temporary().ifNotExists().addColumn('k', 'varchar(191)').execute();
+    // The primary key makes finish()'s lookups cheap.
+    await db.schema
+      .createTable(keysTable)
+      .temporary()
+      .ifNotExists()
+      .addColumn('k', 'char(64)', (c) => c.primaryKey())
+      .execute();
 
     let writer: TableWriter | undefined;
     const summary = await readBackup(key, {
@@ -96,6 +118,8 @@ export async function restoreBackup(instance: Instance, key: BackupKey, onProgre
     // Only the first pass's file was checked: a file changed in between must not be committed.
     if (summary.total !== checked.total) throw new BackupFileError(`${key.file} changed while it was being restored; nothing was restored`);
     await ensureVersionClock(db);
+    // Last, after everything that can fail: PostgreSQL's setval is not undone by a rollback.
+    await continueNumbering(instance.database.adapter, db, checked.header, schema);
   });
   return { header: checked.header, tables: restored, total: checked.total };
 }
@@ -128,6 +152,32 @@ function assertFits(instance: Instance, header: BackupHeader, file: string): voi
 async function ensureVersionClock(db: AnyKysely): Promise<void> {
   const clock = await db.selectFrom(stateTables.cursors).select('name').where('sync_name', '=', '').where('name', '=', 'version-clock').executeTakeFirst();
   if (clock === undefined) await db.insertInto(stateTables.cursors).values({ sync_name: '', name: 'version-clock', position: '0.0', updated_at: 0 }).execute();
+}
+
+/**
+ * The rows came with their own keys, which do not move PostgreSQL's
+ * sequences: without this, the application's next insert into a restored
+ * table, or the capture trigger's into tablesync_journal, takes a key
+ * already there. Asked of every restored application table and every state
+ * table with a one-column key (journal, conflicts, parked, refused batches,
+ * whether or not the backup held rows for them): the adapter leaves alone a
+ * key that the database does not number.
+ */
+async function continueNumbering(adapter: DialectAdapter, db: AnyKysely, header: BackupHeader, schema: DatabaseSchema): Promise<void> {
+  if (adapter.continueNumbering === undefined) return;
+  const tables = new Map<string, readonly string[]>(header.tables.filter((t) => t.kind === 'application').map((t) => [t.name, t.key]));
+  for (const [name, key] of Object.entries(backedUpStateTables)) if (schema.has(name)) tables.set(name, key);
+  for (const [name, key] of tables) {
+    const [column] = key;
+    if (key.length !== 1 || column === undefined) continue;
+    try {
+      await adapter.continueNumbering(db, name, column);
+    } catch (err) {
+      throw new DatabaseError(`restore could not make the numbering of ${name}.${column} go on above the restored keys: ${(err as Error).message}; the restore was rolled back`, {
+        cause: err,
+      });
+    }
+  }
 }
 
 /** Writes one table's rows as they stream in, a few hundred at a time. */
@@ -164,16 +214,30 @@ class TableWriter {
     if (this.#pending.length >= rowsPerStatement(this.columns.length)) await this.#flush();
   }
 
-  /** Writes what is pending; returns how many rows the backup does not have were removed. */
+  /**
+   * Writes what is pending; returns how many rows the backup does not have
+   * were removed. The table's keys are read page by page and looked up
+   * among the backup's (which #flush recorded as the database gives them
+   * back, so that both sides are digested alike); what is missing is
+   * deleted by its key as read. The database only ever compares like with
+   * like, so every dialect takes it, and memory holds one page.
+   */
   async finish(): Promise<number> {
     await this.#flush();
     if (!this.merge) return 0;
     const key = this.#key();
-    const result = await this.db
-      .deleteFrom(this.table.name)
-      .where(key, 'not in', this.db.selectFrom(keysTable).select('k'))
-      .executeTakeFirst();
-    return Number(result.numDeletedRows);
+    let removed = 0;
+    for await (const page of keysetPages(this.db, this.table.name, [key], [key], keysPerPage)) {
+      const keys = page.map((row) => row[key]);
+      const found = (await this.db.selectFrom(keysTable).select('k').where('k', 'in', keys.map(keyDigest)).execute()) as { k: string }[];
+      const kept = new Set(found.map((row) => row.k));
+      const missing = keys.filter((k) => !kept.has(keyDigest(k)));
+      if (missing.length === 0) continue;
+      // The page's rows are behind the next page's start (keyset pagination): deleting them skips nothing.
+      const result = await this.db.deleteFrom(this.table.name).where(key, 'in', missing).executeTakeFirst();
+      removed += Number(result.numDeletedRows);
+    }
+    return removed;
   }
 
   #key(): string {
@@ -204,9 +268,15 @@ class TableWriter {
       await this.db.updateTable(this.table.name).set(values).where(key, '=', id).execute();
     }
     await this.#insert(fresh);
+    // The keys as the database gives them back (a decimal or time stamp key may read otherwise than it was
+    // written), since finish() compares them with the table's keys as read.
+    const written = (await this.db.selectFrom(this.table.name).select(key).where(key, 'in', keys).execute()) as Record<string, unknown>[];
+    if (written.length !== keys.length) {
+      throw new DatabaseError(`restore wrote ${keys.length} rows of ${this.table.name} but finds ${written.length} of them by their key ${key}; nothing was restored`);
+    }
     await this.db
       .insertInto(keysTable)
-      .values(keys.map((k) => ({ k: String(k) })))
+      .values(written.map((r) => ({ k: keyDigest(r[key]) })))
       .execute();
   }
 

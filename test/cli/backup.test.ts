@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DialectName } from '../../src/config/types.js';
 import { runCli, startCli } from '../support/cli.js';
 import { describeWithDialects, dialectCase, type AppConnection, type DialectCase, type TestDatabase } from '../support/databases.js';
 import { instanceYaml } from '../support/instance.js';
@@ -30,9 +31,11 @@ const clientsTable = `
 
 /** The same application table on every dialect; `notes` is not synced, so a backup does not hold it. */
 function createClients(db: TestDatabase): string {
+  // PostgreSQL has neither BLOB nor DATETIME.
+  const [bytes, time] = db.dialect === 'postgres' ? ['BYTEA', 'TIMESTAMP'] : ['BLOB', 'DATETIME'];
   return (
-    `CREATE TABLE clients (id ${db.autoId}, name VARCHAR(80), email VARCHAR(120), price DECIMAL(10,2), photo BLOB, ` +
-    'added_at DATETIME, record_status INT NOT NULL DEFAULT 1, notes VARCHAR(200))'
+    `CREATE TABLE clients (id ${db.autoId}, name VARCHAR(80), email VARCHAR(120), price DECIMAL(10,2), photo ${bytes}, ` +
+    `added_at ${time}, record_status INT NOT NULL DEFAULT 1, notes VARCHAR(200))`
   );
 }
 
@@ -118,6 +121,34 @@ async function snapshot(target: Side): Promise<Record<string, (string | null)[][
   };
 }
 
+/**
+ * After a restore, the database numbers new rows above the restored keys
+ * (PostgreSQL's sequences do not follow rows written with keys of their
+ * own): the application's insert into clients, the capture trigger's into
+ * tablesync_journal, and tablesync's own inserts into its state tables
+ * with serial keys, one the backup held rows of (parked) and one it held
+ * none of (conflicts).
+ */
+async function expectNumberingGoesOn(target: Side, restoredClients: number): Promise<void> {
+  await target.app.exec("INSERT INTO clients (name, email) VALUES ('added after the restore', 'new@example.com')");
+  const added = await target.app.query<{ id: number | string }>("SELECT id FROM clients WHERE name = 'added after the restore'");
+  expect(added).toHaveLength(1);
+  const id = Number(added[0]?.id);
+  expect(id).toBeGreaterThan(restoredClients);
+  expect(await target.app.query('SELECT op FROM tablesync_journal WHERE record_id = ?', [String(id)])).toEqual([{ op: 'I' }]);
+
+  await target.app.exec(
+    "INSERT INTO tablesync_parked (sync_name, batch_seq, table_number, peer_record_id, event, reason, parked_at, attempts) VALUES ('hq', 5, 1, '56', '{}', 'too long', 1740823226655, 1)",
+  );
+  const parked = await target.app.query<{ id: number | string }>('SELECT id FROM tablesync_parked ORDER BY id');
+  expect(parked.map((r) => Number(r.id))).toEqual([1, 2]);
+  await target.app.exec(
+    "INSERT INTO tablesync_conflicts (sync_name, table_number, local_id, field_number, ours, theirs, our_version, their_version, detected_at) VALUES ('hq', 1, '1', 2, 'a', 'b', '1.east', '1.west', 1740823226656)",
+  );
+  const conflicts = await target.app.query<{ id: number | string }>('SELECT id FROM tablesync_conflicts');
+  expect(conflicts.map((r) => Number(r.id))).toEqual([1]);
+}
+
 /** Everything in the database, for "untouched": the clients with every column, and which tables exist. */
 async function everything(target: Side): Promise<unknown> {
   const tables =
@@ -134,10 +165,12 @@ const slowTest = 120_000;
 const backup = (source: Side, file: string, env: NodeJS.ProcessEnv = {}, ...args: string[]) => runCli(['backup', '-c', source.file, '-o', file, ...args], { env });
 const restore = (target: Side, file: string, env: NodeJS.ProcessEnv = {}, ...args: string[]) => runCli(['restore', '-c', target.file, '-i', file, ...args], { env });
 
-const roundTrips: readonly { from: 'sqlite' | 'mysql'; to: 'sqlite' | 'mysql' }[] = [
+const roundTrips: readonly { from: DialectName; to: DialectName }[] = [
   { from: 'sqlite', to: 'sqlite' },
   { from: 'mysql', to: 'sqlite' },
   { from: 'sqlite', to: 'mysql' },
+  { from: 'sqlite', to: 'postgres' },
+  { from: 'postgres', to: 'mysql' },
 ];
 
 for (const { from, to } of roundTrips) {
@@ -174,6 +207,7 @@ for (const { from, to } of roundTrips) {
         const restoredRows = await journaled();
         await target.app.exec("UPDATE clients SET name = 'after the restore' WHERE id = 1");
         expect(await journaled()).toBe(restoredRows + 1);
+        await expectNumberingGoesOn(target, 25);
       }, slowTest);
     }
 
@@ -197,6 +231,7 @@ for (const { from, to } of roundTrips) {
         [4, null],
         [5, null],
       ]);
+      await expectNumberingGoesOn(target, 5);
     });
   });
 }
