@@ -77,7 +77,7 @@ export function humanTable(result: BenchResult): string {
   const env = result.environment;
   const parts = [`${n(o.rows as number)} rows`];
   if (result.steadyState !== undefined) parts.push(`steady ${String(o.steadySeconds)} s at ${n(o.rate as number)}/s`);
-  parts.push(`MariaDB ${String(env.mariadb)}`, `${String(env.cpus)} CPUs`, `load average ${String(env.loadAverageAtStart)} → ${String(env.loadAverageAtEnd ?? '?')}`);
+  parts.push(`MariaDB ${String(env.mariadb)} (InnoDB buffer pool ${String(env.innodbBufferPoolMb)} MB)`, `${String(env.cpus)} CPUs`, `load average ${String(env.loadAverageAtStart)} → ${String(env.loadAverageAtEnd ?? '?')}`);
   const header = `tablesync benchmark: ${parts.join('; ')}`;
   if (result.initialSync !== undefined) {
     const r = result.initialSync;
