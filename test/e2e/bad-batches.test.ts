@@ -57,11 +57,16 @@ function goodBatch(seq: number, id: string, name: string, email: string): string
 
 /** Every row of every application table (all but tablesync's own), in a stable order. */
 async function applicationDump(instance: SyncInstance): Promise<Record<string, string[]>> {
-  const tables = await instance.query<{ name: string }>(
-    instance.dialect === 'sqlite'
-      ? "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'tablesync\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
-      : "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name NOT LIKE 'tablesync\\_%' ORDER BY table_name",
-  );
+  const catalog: Record<SyncInstance['dialect'], string> = {
+    sqlite: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'tablesync\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+    mysql: "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name NOT LIKE 'tablesync\\_%' ORDER BY table_name",
+    // The schema the daemon's connection works in; views are left out, as on the other two.
+    postgres:
+      "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' " +
+      "AND table_name NOT LIKE 'tablesync\\_%' ESCAPE '\\' ORDER BY table_name",
+  };
+  const tables = await instance.query<{ name: string }>(catalog[instance.dialect]);
+  if (tables.length === 0) throw new Error(`${instance.name} (${instance.dialect}) lists no application table: the catalog query is wrong`);
   const dump: Record<string, string[]> = {};
   for (const { name } of tables) dump[name] = (await instance.query(`SELECT * FROM ${name}`)).map((row) => JSON.stringify(row)).sort();
   return dump;
@@ -136,5 +141,7 @@ describeEachPair(
   [
     { active: 'sqlite', passive: 'sqlite' },
     { active: 'mysql', passive: 'mysql' },
+    // Only beta's daemon runs: a PostgreSQL receiver, with the sqlite alpha costing nothing.
+    { active: 'sqlite', passive: 'postgres' },
   ],
 );

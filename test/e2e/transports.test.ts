@@ -17,9 +17,12 @@ const testTimeout = 240_000;
 
 const sqlite: DialectPair = { active: 'sqlite', passive: 'sqlite' };
 const mysqlToSqlite: DialectPair = { active: 'mysql', passive: 'sqlite' };
+/** PostgreSQL on each end of the http transport: the pair that no other suite runs (postgres↔sqlite), and a passive PostgreSQL that answers the calls. */
+const postgresToSqlite: DialectPair = { active: 'postgres', passive: 'sqlite' };
+const sqliteToPostgres: DialectPair = { active: 'sqlite', passive: 'postgres' };
 
 const configurations: readonly { transport: TransportKind; pairs: readonly DialectPair[] }[] = [
-  { transport: 'http', pairs: [sqlite, mysqlToSqlite] },
+  { transport: 'http', pairs: [sqlite, mysqlToSqlite, postgresToSqlite, sqliteToPostgres] },
   { transport: 'https', pairs: [sqlite] },
   { transport: 'ftp', pairs: [sqlite] },
   { transport: 'folder/ftp', pairs: [sqlite] },
