@@ -25,7 +25,7 @@ function logged(side: SyncInstance, from: number, pattern: RegExp): number {
 }
 
 describe.concurrent('faults between two daemons [sqlite↔sqlite]', () => {
-  it('over http, loses nothing and doubles nothing through connections dropped, reset, delayed and cut mid-body', { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
+  it('over http, loses nothing and doubles nothing through connections dropped, reset, delayed, cut mid-body and requests delivered twice', { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
     const cluster = newCluster({ onTestFinished });
     const crm = await createCrmPair(cluster, sqlite, { transport: 'http' });
     const { alpha, beta, sync } = crm;
@@ -42,8 +42,13 @@ describe.concurrent('faults between two daemons [sqlite↔sqlite]', () => {
     // Every connection from now on fails in one of these ways. Keep-alive would let one good
     // connection carry everything, so every fault ends its connection sooner or later: `delay` and
     // `cut` cut the answers after some bytes, `cut-body` in the middle of the first real body of an
-    // answer (a page of beta's batches) or of a request (a batch of alpha's).
+    // answer (a page of beta's batches) or of a request (a batch of alpha's), and `duplicate` once both
+    // copies of its request have been answered: alpha's batch delivered twice, alpha told of the second
+    // copy's fate and sending it again; alpha's acknowledgement of a batch of beta's delivered twice.
+    // Two duplicates a cycle: each second copy is a failed authentication from alpha's address, and
+    // five within a minute would get alpha throttled (429), which is not what this test is about.
     const cycle: Fault[] = [
+      { kind: 'duplicate', method: 'PUT', answer: 'copy' },
       { kind: 'drop' },
       { kind: 'cut-body', minBodyBytes: 200 },
       { kind: 'reset' },
@@ -55,6 +60,7 @@ describe.concurrent('faults between two daemons [sqlite↔sqlite]', () => {
       { kind: 'reset' },
       { kind: 'cut', afterBytes: 1_500 },
       { kind: 'cut-body', minBodyBytes: 200, in: 'request' },
+      { kind: 'duplicate', method: 'DELETE' },
     ];
     const cycles = 2;
     for (let i = 0; i < cycles; i += 1) proxy.inject(...cycle);
@@ -77,9 +83,27 @@ describe.concurrent('faults between two daemons [sqlite↔sqlite]', () => {
     await expectCleanEnd(cluster, crm, writers);
 
     const kinds = proxy.connections.slice(faulty).map((c) => c.fault);
-    for (const kind of ['drop', 'reset', 'delay', 'cut', 'cut-body'] as const) expect(kinds.filter((k) => k === kind).length, `${kind} connections`).toBeGreaterThanOrEqual(cycles * 2);
+    for (const kind of ['drop', 'reset', 'delay', 'cut', 'cut-body', 'duplicate'] as const) expect(kinds.filter((k) => k === kind).length, `${kind} connections`).toBeGreaterThanOrEqual(cycles * 2);
     expect(proxy.connections.filter((c) => c.cutMidBody === 'answer').length, 'answers cut in the middle of their body').toBeGreaterThanOrEqual(cycles * 2);
     expect(proxy.connections.filter((c) => c.cutMidBody === 'request').length, 'batches cut in the middle on their way').toBeGreaterThanOrEqual(1);
+    // Every request delivered twice: beta answered the first copy, and refused the second as a replay
+    // (it never reached the sync); a batch's, whose refusal alpha was told of, alpha sent again under
+    // a fresh signature, so that beta had it at least three times.
+    const duplicated = proxy.connections.slice(faulty).flatMap((c) => (c.duplicated === undefined ? [] : [c.duplicated]));
+    const puts = duplicated.filter((d) => d.request.startsWith('PUT /v1/syncs/'));
+    expect(puts.length, 'batches delivered twice').toBeGreaterThanOrEqual(cycles);
+    expect(duplicated.filter((d) => d.request.startsWith('DELETE /v1/syncs/')).length, 'acknowledgements delivered twice').toBeGreaterThanOrEqual(cycles);
+    for (const d of duplicated) expect({ statuses: d.statuses, copyError: d.copyError }, `beta's answers to both copies of ${d.request}`).toEqual({ statuses: [204, 401], copyError: 'replayed' });
+    for (const put of puts) expect(proxy.timesSeen(put.request), `how often ${put.request} reached the proxy`).toBeGreaterThanOrEqual(3);
+    // However often a batch arrived, each side applied it once.
+    for (const side of [alpha, beta]) {
+      const applied = side.logLines().filter((l) => l.msg === 'batch applied').map((l) => String(l.batch));
+      expect(applied.filter((name, i) => applied.indexOf(name) !== i), `batches ${side.name} applied more than once`).toEqual([]);
+    }
+    for (const put of puts) {
+      const name = decodeURIComponent(put.request.split(' ')[1]?.split('/').pop() ?? '');
+      expect(beta.logLines().filter((l) => l.msg === 'batch applied' && l.batch === name).length, `times beta applied ${name}, delivered twice`).toBe(1);
+    }
     // The daemons kept running throughout, and each side applied the other's batches.
     expect(alpha.running && beta.running).toBe(true);
     expect(logged(alpha, 0, /^batch applied$/)).toBeGreaterThan(0);

@@ -11,7 +11,12 @@ import net, { type AddressInfo, type Socket } from 'node:net';
  *   its headers and half of its body, then cuts both sides: an answer cut in the middle of its body; with
  *   `in: 'request'`, the same to the first such request on its way to the target;
  * - `respond`: answers the canned bytes of `response` without reaching the target, then closes;
- * - `corrupt`: passes, but flips one byte at the end of the first answer's body (its length unchanged).
+ * - `corrupt`: passes, but flips one byte at the end of the first answer's body (its length unchanged);
+ * - `duplicate`: passes, but sends the first request whose method is `method` (any request when unset) to
+ *   the target a second time, byte for byte, once the target has answered the first copy: a request the
+ *   network delivered twice. The caller gets the answer to the first copy, or with `answer: 'copy'` the
+ *   answer to the second; the other is swallowed. Then the connection ends (both answers came, the caller
+ *   got one: nothing else can follow on it in order).
  */
 export type Fault =
   | { readonly kind: 'pass' }
@@ -21,7 +26,18 @@ export type Fault =
   | { readonly kind: 'cut'; readonly afterBytes: number }
   | { readonly kind: 'cut-body'; readonly minBodyBytes: number; readonly in?: 'answer' | 'request' }
   | { readonly kind: 'respond'; readonly response: string }
-  | { readonly kind: 'corrupt' };
+  | { readonly kind: 'corrupt' }
+  | { readonly kind: 'duplicate'; readonly method?: string; readonly answer?: 'first' | 'copy' };
+
+/** What a `duplicate` connection sent twice, and what the target answered each time. */
+export interface Duplicated {
+  /** The request line, as `PUT /v1/syncs/s/inbox/b HTTP/1.1`. */
+  readonly request: string;
+  /** The status of the target's answer to the first copy, then to the second, as each arrives. */
+  readonly statuses: number[];
+  /** The `error` of the second answer's JSON body, when it has one (`replayed`, say). */
+  copyError?: string;
+}
 
 export interface ProxiedConnection {
   /** When the proxy accepted it (Date.now()). */
@@ -29,6 +45,8 @@ export interface ProxiedConnection {
   readonly fault: Fault['kind'];
   /** Set when the proxy cut this connection in the middle of a body (`cut-body`, or a `cut` that fell there): of an answer, or of a request. */
   cutMidBody?: 'answer' | 'request';
+  /** Set on a `duplicate` connection once the request to send twice went by. */
+  duplicated?: Duplicated;
 }
 
 /**
@@ -76,7 +94,16 @@ export class FaultProxy {
 
   /** Whether `text` appears anywhere in what crossed the proxy. */
   sawText(text: string): boolean {
-    return Buffer.concat(this.traffic).includes(Buffer.from(text, 'utf8'));
+    return this.timesSeen(text) > 0;
+  }
+
+  /** How many times `text` appears in what crossed the proxy (a request line: how often that request went by). */
+  timesSeen(text: string): number {
+    const all = Buffer.concat(this.traffic);
+    const needle = Buffer.from(text, 'utf8');
+    let count = 0;
+    for (let at = all.indexOf(needle); at !== -1; at = all.indexOf(needle, at + needle.length)) count += 1;
+    return count;
   }
 
   /** Cuts every connection open now, both ways (as a network that went away): the next requests open new ones, which meet the queued faults. */
@@ -112,6 +139,9 @@ export class FaultProxy {
       case 'delay':
         client.pause();
         setTimeout(() => this.#forward(client, fault, connection), fault.ms).unref();
+        return;
+      case 'duplicate':
+        this.#duplicate(client, fault, connection);
         return;
       default:
         this.#forward(client, fault, connection);
@@ -177,9 +207,115 @@ export class FaultProxy {
     });
   }
 
+  /**
+   * The `duplicate` fault. Messages are forwarded whole (by Content-Length, which both daemons always
+   * send), so that the proxy knows which answer belongs to which request: answers come in the order of
+   * their requests, and the one to the first copy of the chosen request is held back until the target
+   * has answered the second copy too.
+   */
+  #duplicate(client: Socket, fault: Extract<Fault, { kind: 'duplicate' }>, connection: ProxiedConnection): void {
+    const upstream = net.connect(this.target.port, this.target.host);
+    this.#track(upstream);
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    const requests = new MessageFramer();
+    /** Requests that went by whole before the chosen one: their answers pass. */
+    let before = 0;
+    let copy: Buffer | undefined;
+    client.on('data', (data: Buffer) => {
+      this.traffic.push(data);
+      upstream.write(data);
+      if (copy !== undefined) return;
+      for (const message of requests.feed(data)) {
+        const method = message.head.split(' ')[0];
+        if (fault.method === undefined || method === fault.method) {
+          copy = message.bytes;
+          connection.duplicated = { request: message.head, statuses: [] };
+          return;
+        }
+        before += 1;
+      }
+    });
+    client.on('end', () => upstream.end());
+
+    const answers = new MessageFramer();
+    let answered = 0;
+    let first: Buffer | undefined;
+    upstream.on('data', (data: Buffer) => {
+      for (const message of answers.feed(data)) {
+        answered += 1;
+        const duplicated = connection.duplicated;
+        if (copy === undefined || duplicated === undefined || answered <= before) {
+          this.traffic.push(message.bytes);
+          client.write(message.bytes);
+          continue;
+        }
+        duplicated.statuses.push(Number(message.head.split(' ')[1]));
+        if (answered === before + 1) {
+          // The target has answered the first copy: now the second, on the same connection, as a network would deliver it.
+          first = message.bytes;
+          this.traffic.push(copy);
+          upstream.write(copy);
+          continue;
+        }
+        duplicated.copyError = jsonError(message.bytes);
+        const delivered = fault.answer === 'copy' ? message.bytes : (first ?? Buffer.alloc(0));
+        this.traffic.push(delivered);
+        client.end(delivered);
+        upstream.end();
+        return;
+      }
+    });
+    upstream.on('end', () => client.end());
+  }
+
   #track(socket: Socket): void {
     this.#sockets.add(socket);
     socket.on('close', () => this.#sockets.delete(socket));
+  }
+}
+
+/** One whole HTTP message: its first line and every byte of it. */
+interface Message {
+  readonly head: string;
+  readonly bytes: Buffer;
+}
+
+/**
+ * Cuts a stream of HTTP messages (requests or answers) into whole messages, by
+ * Content-Length (none: no body). Neither daemon sends chunked bodies or
+ * answers HEAD, so that is all there is to it.
+ */
+class MessageFramer {
+  #held = Buffer.alloc(0);
+
+  /** The messages that `data` completes, in order; the rest is kept for the next call. */
+  feed(data: Buffer): Message[] {
+    this.#held = Buffer.concat([this.#held, data]);
+    const out: Message[] = [];
+    for (;;) {
+      const headerEnd = this.#held.indexOf('\r\n\r\n');
+      if (headerEnd === -1) return out;
+      const header = this.#held.subarray(0, headerEnd).toString('latin1');
+      const length = /\r\ncontent-length:\s*(\d+)/i.exec(header);
+      const end = headerEnd + 4 + (length === null ? 0 : Number(length[1]));
+      if (this.#held.length < end) return out;
+      out.push({ head: header.split('\r\n')[0] ?? '', bytes: Buffer.from(this.#held.subarray(0, end)) });
+      this.#held = this.#held.subarray(end);
+    }
+  }
+}
+
+/** The `error` of a JSON answer body (`{"error":"replayed",...}`), if it has one. */
+function jsonError(answer: Buffer): string | undefined {
+  const body = answer.subarray(answer.indexOf('\r\n\r\n') + 4).toString('utf8');
+  try {
+    const error = (JSON.parse(body) as { error?: unknown } | null)?.error;
+    return typeof error === 'string' ? error : undefined;
+  } catch {
+    return undefined;
   }
 }
 
