@@ -4,9 +4,12 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { conflictsResolveCommand } from '../../src/cli/conflicts.js';
 import { parseConfig } from '../../src/config/load-config.js';
+import type { InstanceConfig } from '../../src/config/types.js';
 import { Daemon } from '../../src/engine/daemon.js';
 import { createLogger } from '../../src/log.js';
+import { HttpAuth } from '../../src/transports/http/http-auth.js';
 import { freePort } from '../support/servers.js';
 
 /**
@@ -28,6 +31,8 @@ interface Side {
   readonly port: number;
   readonly db: BetterSqlite3.Database;
   readonly log: string[];
+  /** The side's configuration, for running commands on it in this process. */
+  readonly config: InstanceConfig;
   daemon: Daemon;
   /** A new daemon on the same file and database, as after a restart. */
   start(): Promise<void>;
@@ -39,7 +44,17 @@ interface Pair {
   readonly west: Side;
 }
 
-async function startPair(options: { peerTimeout?: string } = {}): Promise<Pair> {
+interface PairOptions {
+  readonly peerTimeout?: string;
+  /** The sync's `conflicts:` rule on both sides; default newest-wins. */
+  readonly conflicts?: 'newest-wins' | 'manual';
+  /** West's clients table, when a test needs west's database to refuse something east's accepts. */
+  readonly westTable?: string;
+}
+
+const clientsTable = 'CREATE TABLE clients (id INTEGER PRIMARY KEY, name TEXT, email TEXT)';
+
+async function startPair(options: PairOptions = {}): Promise<Pair> {
   const dir = await mkdtemp(join(tmpdir(), 'tablesync-observability-'));
   const westPort = await freePort();
   const eastPort = await freePort();
@@ -66,11 +81,12 @@ async function startPair(options: { peerTimeout?: string } = {}): Promise<Pair> 
       `    mode: ${active ? 'active' : 'passive'}`,
       `    transport: ${transport}`,
       '    every: 200ms',
+      ...(options.conflicts === undefined ? [] : [`    conflicts: ${options.conflicts}`]),
       '    tables:',
       '      - { table: clients, number: 1, key: id, fields: [{ column: name, number: 2 }, { column: email, number: 3 }] }',
     ].join('\n');
     const db = new BetterSqlite3(join(dir, `${name}.sqlite`));
-    db.exec('CREATE TABLE clients (id INTEGER PRIMARY KEY, name TEXT, email TEXT)');
+    db.exec(name === 'west' ? (options.westTable ?? clientsTable) : clientsTable);
     const log: string[] = [];
     const out = new Writable({
       write(chunk: Buffer, _encoding, done) {
@@ -78,12 +94,14 @@ async function startPair(options: { peerTimeout?: string } = {}): Promise<Pair> 
         done();
       },
     });
-    const newDaemon = (): Daemon => new Daemon([parseConfig(text, join(dir, `${name}.yaml`), {}, dir)], createLogger('info', out));
+    const config = parseConfig(text, join(dir, `${name}.yaml`), {}, dir);
+    const newDaemon = (): Daemon => new Daemon([config], createLogger('info', out));
     const side: Side = {
       name,
       port,
       db,
       log,
+      config,
       daemon: newDaemon(),
       async start() {
         side.daemon = newDaemon();
@@ -133,6 +151,32 @@ async function health(side: Side): Promise<{ status: number; body: { status: str
 
 function logLines(side: Side): { msg: string; [key: string]: unknown }[] {
   return side.log.map((line) => JSON.parse(line) as { msg: string });
+}
+
+/** One series of sync hq on `side` now (labels beyond the instance and the sync in `extra`); undefined when it is not served. */
+async function value(side: Side, name: string, extra: Record<string, string> = {}): Promise<number | undefined> {
+  return sample(await metrics(side), name, { tablesync_instance: side.name, sync: 'hq', ...extra });
+}
+
+/**
+ * A request to `side`'s listener as the active side makes them: signed by
+ * http-auth.ts with the sync's password (or `password`), or with exactly
+ * `headers` instead (none, a replayed set).
+ */
+async function signedRequest(
+  side: Side,
+  method: string,
+  path: string,
+  options: { body?: string; password?: string; sync?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: string; sent: Record<string, string> }> {
+  const body = Buffer.from(options.body ?? '');
+  const sent = options.headers ?? new HttpAuth().signRequest(options.password ?? password, { method, path, sync: options.sync ?? 'hq', body });
+  const response = await fetch(side.url(path), { method, headers: sent, body: method === 'GET' || method === 'HEAD' ? undefined : body });
+  return { status: response.status, body: await response.text(), sent };
+}
+
+function count(db: BetterSqlite3.Database, statement: string): number {
+  return (db.prepare(statement).get() as { n: number }).n;
 }
 
 describe('/metrics', () => {
@@ -208,6 +252,127 @@ describe('/metrics', () => {
     const response = await fetch(east.url('/metrics'), { method: 'POST' });
     expect(response.status).toBe(405);
     expect(response.headers.get('allow')).toBe('GET, HEAD');
+  });
+});
+
+describe('/metrics, each series driven away from 0', () => {
+  it('counts a malformed batch that got past the http layer in tablesync_batches_refused_total, once', async () => {
+    const { east, west } = await startPair();
+    expect(await value(west, 'tablesync_batches_refused_total')).toBe(0);
+    // Signed with the sync's password, so the listener hands it over: it is the engine that must refuse it.
+    const put = await signedRequest(west, 'PUT', '/v1/syncs/hq/inbox/hq.east.000000000999.json', { body: 'this is not a batch' });
+    expect(put.status, put.body).toBe(204);
+
+    await expect.poll(() => value(west, 'tablesync_batches_refused_total'), { timeout: 20_000 }).toBe(1);
+    expect(count(west.db, 'SELECT COUNT(*) AS n FROM tablesync_refused_batches'), 'kept aside in the database').toBe(1);
+    expect(logLines(west).filter((line) => line.msg === 'batch refused; kept in tablesync_refused_batches')).toMatchObject([{ batch: 'hq.east.000000000999.json', reason: expect.stringMatching(/not valid JSON/) }]);
+    // The good batches of the active side go on, and are not counted as refused.
+    east.db.prepare("INSERT INTO clients (name, email) VALUES ('Ann', 'ann@example.com')").run();
+    await expect.poll(() => names(west.db), { timeout: 20_000 }).toEqual(['Ann']);
+    expect(await value(west, 'tablesync_batches_refused_total')).toBe(1);
+    expect(await value(west, 'tablesync_batches_in_total')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('shows changes waiting and a growing lag while the peer is away, counts the resend of a batch a restart lost, and drops to 0 once the peer has it all', async () => {
+    const { east, west } = await startPair();
+    east.db.prepare("INSERT INTO clients (name, email) VALUES ('Ann', 'ann@example.com')").run();
+    await expect.poll(() => names(west.db), { timeout: 20_000 }).toEqual(['Ann']);
+    const state = async (side: Side) => {
+      const text = await metrics(side);
+      const labels = { tablesync_instance: side.name, sync: 'hq' };
+      return {
+        waiting: sample(text, 'tablesync_changes_waiting', labels),
+        unacknowledged: sample(text, 'tablesync_unacknowledged_batches', labels),
+        lag: sample(text, 'tablesync_lag_seconds', labels) ?? Number.NaN,
+      };
+    };
+    await expect.poll(() => state(west), { timeout: 20_000 }).toEqual({ waiting: 0, unacknowledged: 0, lag: 0 });
+
+    // The active side stops; west's changes wait for it, in a batch west keeps for it to fetch.
+    await east.daemon.close();
+    west.db.prepare("INSERT INTO clients (name, email) VALUES ('Bob', 'bob@example.com')").run();
+    west.db.prepare("INSERT INTO clients (name, email) VALUES ('Cy', 'cy@example.com')").run();
+    await expect.poll(async () => (await state(west)).unacknowledged, { timeout: 20_000 }).toBe(1);
+    expect((await state(west)).waiting, 'both changes wait, in that batch').toBe(2);
+    // The lag is the age of the oldest of them: it grows while nobody takes them.
+    const first = (await state(west)).lag;
+    expect(first).toBeGreaterThan(0);
+    await expect.poll(async () => (await state(west)).lag, { timeout: 20_000 }).toBeGreaterThanOrEqual(first + 1);
+
+    // West restarts: the batch it held in memory for east is gone, so once it has gone unacknowledged
+    // for resendAfterMs (10 s) west sends it again. Its counters start again at 0.
+    await west.daemon.close();
+    await west.start();
+    // Polled: the first fetch may go out on a kept-alive connection to the listener that just closed.
+    await expect.poll(() => value(west, 'tablesync_batches_resent_total'), { timeout: 5_000 }).toBe(0);
+    await expect.poll(() => value(west, 'tablesync_batches_resent_total'), { timeout: 30_000 }).toBe(1);
+    expect((await state(west)).waiting, 'still waiting: east is not back').toBe(2);
+
+    await east.start();
+    await expect.poll(() => names(east.db), { timeout: 20_000 }).toEqual(['Ann', 'Bob', 'Cy']);
+    await expect.poll(() => state(west), { timeout: 20_000 }).toEqual({ waiting: 0, unacknowledged: 0, lag: 0 });
+    await expect.poll(() => state(east), { timeout: 20_000 }).toEqual({ waiting: 0, unacknowledged: 0, lag: 0 });
+  });
+
+  it('counts and shows a change that the peer database refused as parked', async () => {
+    // SQLite does not enforce a declared length: this CHECK is how a SQLite column holds at most 40 characters.
+    const { east, west } = await startPair({ westTable: 'CREATE TABLE clients (id INTEGER PRIMARY KEY, name TEXT, email TEXT CHECK (length(email) <= 40))' });
+    expect(await value(west, 'tablesync_parked_changes')).toBe(0);
+    east.db.prepare("INSERT INTO clients (name, email) VALUES ('Ann', 'ann@example.com')").run();
+    east.db.prepare('INSERT INTO clients (name, email) VALUES (?, ?)').run('Long', `${'x'.repeat(60)}@example.com`);
+
+    // Ann arrives; the other is parked with the database's reason, and the rest goes on.
+    await expect.poll(() => names(west.db), { timeout: 20_000 }).toEqual(['Ann']);
+    await expect
+      .poll(async () => ({ now: await value(west, 'tablesync_parked_changes'), total: await value(west, 'tablesync_changes_parked_total') }), { timeout: 20_000 })
+      .toEqual({ now: 1, total: 1 });
+    const parked = west.db.prepare('SELECT reason FROM tablesync_parked').all() as { reason: string }[];
+    expect(parked).toEqual([{ reason: expect.stringMatching(/CHECK constraint failed/) }]);
+    // Nothing parked on the side that sent it.
+    expect(await value(east, 'tablesync_parked_changes')).toBe(0);
+    expect(await value(east, 'tablesync_changes_parked_total')).toBe(0);
+  });
+
+  it('counts a conflict under manual, shows it open on both sides, and no longer once it is resolved', async () => {
+    const { east, west } = await startPair({ conflicts: 'manual' });
+    east.db.prepare("INSERT INTO clients (name, email) VALUES ('Ann', 'ann@example.com')").run();
+    await expect.poll(() => names(west.db), { timeout: 20_000 }).toEqual(['Ann']);
+    await expect.poll(() => value(west, 'tablesync_changes_waiting'), { timeout: 20_000 }).toBe(0);
+    for (const side of [east, west]) {
+      expect(await value(side, 'tablesync_open_conflicts'), side.name).toBe(0);
+      expect(await value(side, 'tablesync_conflicts_total'), side.name).toBe(0);
+    }
+
+    // The same field changed on both sides while the active side was stopped.
+    await east.daemon.close();
+    east.db.prepare("UPDATE clients SET email = 'ann@east.example.com' WHERE name = 'Ann'").run();
+    west.db.prepare("UPDATE clients SET email = 'ann@west.example.com' WHERE name = 'Ann'").run();
+    await east.start();
+
+    const conflicts = async (side: Side) => ({
+      open: await value(side, 'tablesync_open_conflicts'),
+      total: await value(side, 'tablesync_conflicts_total'),
+      openInDatabase: count(side.db, 'SELECT COUNT(*) AS n FROM tablesync_conflicts WHERE resolved_at IS NULL'),
+    });
+    // Each side meets the other's change while its own is unsent, and keeps its own value.
+    await expect.poll(() => conflicts(east), { timeout: 20_000 }).toEqual({ open: 1, total: 1, openInDatabase: 1 });
+    await expect.poll(() => conflicts(west), { timeout: 20_000 }).toEqual({ open: 1, total: 1, openInDatabase: 1 });
+    expect((east.db.prepare("SELECT email FROM clients WHERE name = 'Ann'").get() as { email: string }).email).toBe('ann@east.example.com');
+    expect((west.db.prepare("SELECT email FROM clients WHERE name = 'Ann'").get() as { email: string }).email).toBe('ann@west.example.com');
+
+    // Resolved on west, keeping east's value: west's conflict closes at once, east's once west's value reaches it.
+    const [open] = west.db.prepare('SELECT id FROM tablesync_conflicts WHERE resolved_at IS NULL').all() as { id: number }[];
+    const said: string[] = [];
+    const out = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        said.push(chunk.toString());
+        done();
+      },
+    });
+    expect(await conflictsResolveCommand(west.config, out, open?.id ?? 0, 'theirs'), said.join('')).toBe(0);
+    await expect.poll(() => conflicts(west), { timeout: 20_000 }).toEqual({ open: 0, total: 1, openInDatabase: 0 });
+    await expect.poll(() => conflicts(east), { timeout: 20_000 }).toEqual({ open: 0, total: 1, openInDatabase: 0 });
+    expect((west.db.prepare("SELECT email FROM clients WHERE name = 'Ann'").get() as { email: string }).email).toBe('ann@east.example.com');
   });
 });
 
