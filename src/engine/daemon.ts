@@ -3,6 +3,7 @@ import { ConfigError, formatProblem, TablesyncError, type ConfigProblem } from '
 import type { Logger } from '../log.js';
 import { describeSide } from '../protocol/description.js';
 import { openTransports, type InstanceTransports } from '../transports/create-transport.js';
+import type { HttpRefusal } from '../transports/http/http-listener.js';
 import { createEngineContext, type EngineContext } from './context.js';
 import { peerHealth } from './health.js';
 import { Instance } from './instance.js';
@@ -216,6 +217,7 @@ export class Daemon {
       const monitoring = {
         health: () => peerHealth(this.#generation.syncs.filter((s) => s.instance === config.instance).map((s) => s.meter.peerWatch), Date.now()),
         metrics: () => this.#metrics.render(this.#generation.syncs.map((s): MeasuredSync => ({ meter: s.meter, database: s.context.database.kysely, mapping: s.session.mapping }))),
+        refused: (sync: string | undefined, reason: HttpRefusal) => this.#metrics.httpRefused(config.instance, sync, reason),
       };
       const transports = await openTransports(config, { logger: log, monitoring });
       generation.transports.push(transports);
@@ -224,6 +226,8 @@ export class Daemon {
         const transport = transports.forSync(mapping.name);
         const meter = this.#metrics.meterFor(config.instance, mapping.name);
         meter.watch(transport, config.health.peerTimeoutMs);
+        // The syncs that openTransports hands to the listener.
+        if (config.listen !== undefined && mapping.sync.mode === 'passive' && mapping.sync.transport.type === 'http') this.#metrics.servesHttp(config.instance, mapping.name);
         const session = new SyncSession(context, mapping, transport, lock, syncLog, defaultSessionPolicy, meter);
         // Published at the first exchange that reaches the peer: a peer that is down at start stops nothing.
         session.describeAs(Buffer.from(JSON.stringify(describeSide(config, mapping.sync))));

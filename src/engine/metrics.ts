@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { AnyKysely } from '../db/dialect.js';
 import type { Logger } from '../log.js';
 import type { SyncMapping } from '../mapping/sync-mapping.js';
+import { httpRefusals, type HttpRefusal } from '../transports/http/http-listener.js';
 import type { ApplyStats } from './applier.js';
 import { readSyncBacklog } from './backlog.js';
 import { isLate, type PeerWatch } from './health.js';
@@ -25,6 +26,10 @@ import type { SyncMeter } from './sync-meter.js';
 const labelNames = ['tablesync_instance', 'sync'] as const;
 type LabelName = (typeof labelNames)[number];
 type Labels = Record<LabelName, string>;
+
+/** The http listener's refusals also say why: the `error` code of the 401, 413 or 429. */
+const refusalLabelNames = [...labelNames, 'reason'] as const;
+type RefusalLabelName = (typeof refusalLabelNames)[number];
 
 /** The series a sync's meter moves as its session works. */
 interface SessionSeries {
@@ -131,6 +136,7 @@ export class DaemonMetrics {
   readonly #parkedNow: Gauge<LabelName>;
   readonly #lastContact: Gauge<LabelName>;
   readonly #peerReached: Gauge<LabelName>;
+  readonly #httpRefused: Counter<RefusalLabelName>;
 
   constructor(private readonly logger: Logger) {
     const registers = [this.#registry];
@@ -161,6 +167,12 @@ export class DaemonMetrics {
     this.#parkedNow = gauge('tablesync_parked_changes', 'Parked changes waiting for tablesync errors retry.');
     this.#lastContact = gauge('tablesync_peer_last_contact_timestamp_seconds', 'When the peer (or the folders or FTP server both sides share) was last reached, in Unix time; absent before the first.');
     this.#peerReached = gauge('tablesync_peer_reachable', '1 when the peer was reached within health.peerTimeout, else 0: what /healthz reports.');
+    this.#httpRefused = new Counter({
+      name: 'tablesync_http_requests_refused_total',
+      help: 'Requests the http listener refused before any sync saw them (401, 413, 429), by reason; sync is empty when the request named no sync served here.',
+      labelNames: refusalLabelNames,
+      registers,
+    });
     collectDefaultMetrics({ register: this.#registry });
   }
 
@@ -173,6 +185,20 @@ export class DaemonMetrics {
       this.#meters.set(key, meter);
     }
     return meter;
+  }
+
+  /** A passive http sync that this instance's listener serves: its refusal counts show from the first scrape, at 0. */
+  servesHttp(instance: string, sync: string): void {
+    for (const reason of httpRefusals) this.#httpRefused.inc({ tablesync_instance: instance, sync, reason }, 0);
+  }
+
+  /**
+   * A request refused by `instance`'s http listener. `sync` is undefined when the request named a sync
+   * the listener does not serve: the name came from the caller, and a label taken from it would let
+   * anyone who reaches the port make up series without end.
+   */
+  httpRefused(instance: string, sync: string | undefined, reason: HttpRefusal): void {
+    this.#httpRefused.inc({ tablesync_instance: instance, sync: sync ?? '', reason });
   }
 
   /** Reads the state of the syncs running now from their databases, then renders everything for /metrics. */

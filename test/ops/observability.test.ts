@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -271,6 +272,63 @@ describe('/metrics, each series driven away from 0', () => {
     await expect.poll(() => names(west.db), { timeout: 20_000 }).toEqual(['Ann']);
     expect(await value(west, 'tablesync_batches_refused_total')).toBe(1);
     expect(await value(west, 'tablesync_batches_in_total')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('counts the requests the http listener refuses, by reason, for the sync they named; none of them reaches the engine', async () => {
+    const { east, west } = await startPair();
+    // East listens for /healthz and /metrics only: it serves no sync whose refusals it could count.
+    expect(await metrics(east)).not.toContain('tablesync_http_requests_refused_total{');
+    // Only the test calls west from here on: the counts below are exactly its requests.
+    await east.daemon.close();
+    const refused = (reason: string, sync = 'hq') => sample(text, 'tablesync_http_requests_refused_total', { tablesync_instance: 'west', sync, reason });
+    let text = await metrics(west);
+    const reasons = ['missing-signature', 'malformed-signature', 'clock-skew', 'bad-signature', 'replayed', 'body-mismatch', 'too-large', 'throttled'];
+    for (const reason of reasons) expect(refused(reason), `${reason} before any request`).toBe(0);
+
+    const outbox = '/v1/syncs/hq/outbox';
+    const inbox = '/v1/syncs/hq/inbox/hq.east.000000000001.json';
+    // 413 from the declared length alone, before the body is read (and before the signature: it costs no failed authentication).
+    const tooLarge = await new Promise<number>((resolve, reject) => {
+      const request = httpRequest({ host: '127.0.0.1', port: west.port, method: 'PUT', path: inbox, headers: { 'content-length': String(9 * 1024 * 1024) } }, (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+        request.destroy();
+      });
+      request.on('error', reject);
+      request.flushHeaders();
+    });
+    expect(tooLarge).toBe(413);
+    expect((await signedRequest(west, 'GET', outbox, { headers: {} })).status, 'unsigned').toBe(401);
+    expect((await signedRequest(west, 'GET', outbox, { password: `${password}-wrong` })).status, 'a wrong password').toBe(401);
+    const good = await signedRequest(west, 'GET', outbox);
+    expect(good.status, good.body).toBe(200);
+    const replay = await signedRequest(west, 'GET', outbox, { headers: good.sent });
+    expect(JSON.parse(replay.body), 'the same request again').toMatchObject({ error: 'replayed' });
+    // The right password for a sync west does not serve: the same 401 as a wrong password, counted under no sync.
+    const payroll = await signedRequest(west, 'GET', '/v1/syncs/payroll/outbox', { sync: 'payroll' });
+    expect(JSON.parse(payroll.body)).toMatchObject({ error: 'bad-signature' });
+    // Signed for one body, sent with another: the fifth failure in a minute, after which the address waits.
+    const signedFor = new HttpAuth().signRequest(password, { method: 'PUT', path: inbox, sync: 'hq', body: Buffer.from('{"signed":true}') });
+    const altered = await fetch(west.url(inbox), { method: 'PUT', headers: signedFor, body: '{"altered":true}' });
+    expect(((await altered.json()) as { error: string }).error).toBe('body-mismatch');
+    expect((await signedRequest(west, 'GET', outbox)).status, 'throttled, however well signed').toBe(429);
+
+    text = await metrics(west);
+    expect(Object.fromEntries(reasons.map((reason) => [reason, refused(reason)]))).toEqual({
+      'missing-signature': 1,
+      'malformed-signature': 0,
+      'clock-skew': 0,
+      'bad-signature': 1,
+      replayed: 1,
+      'body-mismatch': 1,
+      'too-large': 1,
+      throttled: 1,
+    });
+    expect(refused('bad-signature', ''), "the request for a sync west does not serve, under sync=''").toBe(1);
+    expect(text, 'no series is labelled with the name the caller made up').not.toContain('payroll');
+    // The engine never saw any of them.
+    expect(sample(text, 'tablesync_batches_refused_total', { tablesync_instance: 'west', sync: 'hq' })).toBe(0);
+    expect(count(west.db, 'SELECT COUNT(*) AS n FROM tablesync_refused_batches')).toBe(0);
   });
 
   it('shows changes waiting and a growing lag while the peer is away, counts the resend of a batch a restart lost, and drops to 0 once the peer has it all', async () => {

@@ -38,6 +38,12 @@
  *   404, 405  no such resource or method (after authentication); 404 for any path outside /v1/syncs/.
  *   503  the sync is shutting down or too many batches wait; `Retry-After` says when to retry.
  *
+ * Every 401, 413 and 429 is reported to `monitoring.refused` with its
+ * reason (the `error` code above) and the sync it named, when this listener
+ * serves that sync: the daemon counts them in
+ * tablesync_http_requests_refused_total. Such a request never reaches a
+ * sync's engine, so tablesync_batches_refused_total does not see it.
+ *
  * What is not protected: without `tls:`, batches and descriptions travel in
  * clear text, readable by anyone on the path (the password never travels).
  * /healthz and /metrics answer anyone who can reach the port: they name
@@ -66,6 +72,24 @@ export interface HttpListenerOptions {
   readonly monitoring?: ListenerMonitoring;
 }
 
+/** Why the listener refused a request before any sync saw it: the `error` code of its 401, 413 or 429. */
+export type HttpRefusal = AuthRefusal | 'too-large' | 'throttled';
+
+/** A Record, so that the compiler insists on every refusal http-auth.ts can give. */
+const refusalSet: Readonly<Record<HttpRefusal, true>> = {
+  'missing-signature': true,
+  'malformed-signature': true,
+  'clock-skew': true,
+  'bad-signature': true,
+  replayed: true,
+  'body-mismatch': true,
+  'too-large': true,
+  throttled: true,
+};
+
+/** Every reason the listener refuses a request for: what a counter of them starts at 0 for. */
+export const httpRefusals = Object.keys(refusalSet) as readonly HttpRefusal[];
+
 /** What /healthz finds wrong: a stable code, one sentence, and the syncs concerned. */
 export interface HealthProblem {
   readonly error: string;
@@ -83,6 +107,12 @@ export interface ListenerMonitoring {
   health(): HealthProblem | undefined;
   /** The body of /metrics and its content type (the Prometheus text format). */
   metrics(): Promise<{ readonly contentType: string; readonly body: string }>;
+  /**
+   * A request refused at the http layer. `sync` is the sync it named when
+   * this listener serves it; undefined otherwise, so that a caller cannot
+   * make up names for the counts to be kept under.
+   */
+  refused?(sync: string | undefined, reason: HttpRefusal): void;
 }
 
 type ListenerState = 'new' | 'starting' | 'listening' | 'closing' | 'closed';
@@ -247,10 +277,11 @@ export class HttpListener {
     if (blockedMs > 0) {
       const seconds = Math.ceil(blockedMs / 1000);
       const reason = `too many failed authentications from this address; try again in ${seconds} s`;
+      this.#countRefusal(parsed.sync, 'throttled');
       return this.#reply(req, res, json(429, { error: 'throttled', reason }, { 'retry-after': String(seconds) }), false);
     }
     const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > this.#policy.maxBatchBytes) return this.#reply(req, res, this.#tooLarge(), false);
+    if (declared > this.#policy.maxBatchBytes) return this.#reply(req, res, this.#tooLarge(req, address, parsed), false);
 
     const served = this.#syncs.get(parsed.sync);
     const verdict = this.#auth.verifyRequest(served?.password, { method, path: parsed.signedPath, sync: parsed.sync, headers: req.headers });
@@ -258,7 +289,7 @@ export class HttpListener {
 
     const read = await readBody(req, this.#policy.maxBatchBytes);
     if (read.kind === 'aborted') return;
-    if (read.kind === 'too-large') return this.#reply(req, res, this.#tooLarge(), false);
+    if (read.kind === 'too-large') return this.#reply(req, res, this.#tooLarge(req, address, parsed), false);
     if (!this.#auth.bodyMatches(verdict, read.body)) {
       return this.#refuseAuth(req, res, address, parsed, 'body-mismatch', 'the body does not match the SHA-256 in its signature: it was altered or cut on the way');
     }
@@ -275,16 +306,22 @@ export class HttpListener {
     return json(503, { status: 'unhealthy', error: problem.error, reason: problem.reason, syncs: problem.syncs });
   }
 
-  #tooLarge(): HttpAnswer {
-    return json(413, {
-      error: 'too-large',
-      reason: `the body is larger than the ${this.#policy.maxBatchBytes} bytes this side accepts; the sender must split it`,
-    });
+  /** 413, counted and logged: a peer that sends too much is misconfigured (its limit is larger) or not a peer. */
+  #tooLarge(req: IncomingMessage, address: string, parsed: ParsedTarget): HttpAnswer {
+    const reason = `the body is larger than the ${this.#policy.maxBatchBytes} bytes this side accepts; the sender must split it`;
+    this.#countRefusal(parsed.sync, 'too-large');
+    this.#logger.warn({ remote: address, method: req.method, path: parsed.signedPath.split('?')[0], sync: parsed.sync, refusal: 'too-large' }, `refused an http request for sync ${parsed.sync}: ${reason}`);
+    return json(413, { error: 'too-large', reason });
+  }
+
+  #countRefusal(sync: string, reason: HttpRefusal): void {
+    this.#monitoring?.refused?.(this.#syncs.has(sync) ? sync : undefined, reason);
   }
 
   /** 401, counted against the caller's address, and logged without the signature or anything secret. */
   #refuseAuth(req: IncomingMessage, res: ServerResponse, address: string, parsed: ParsedTarget, refusal: AuthRefusal, reason: string): void {
     this.#throttle.recordFailure(address);
+    this.#countRefusal(parsed.sync, refusal);
     this.#logger.warn(
       { remote: address, method: req.method, path: parsed.signedPath.split('?')[0], sync: parsed.sync, refusal },
       `refused an http request for sync ${parsed.sync}: ${reason}`,
