@@ -4,7 +4,8 @@ import { it } from 'vitest';
 import { startCli, type RunningCli } from '../support/cli.js';
 import type { AppConnection } from '../support/databases.js';
 import { alphaClients, betaCustomers, syncName } from '../support/crm.js';
-import { describeEachPair, newCluster, type SyncCluster, type SyncInstance, type TableSpec } from '../support/sync-harness.js';
+import { orphanLinks } from '../support/orphan-links.js';
+import { describeEachPair, newCluster, type SyncCluster, type SyncInstance } from '../support/sync-harness.js';
 
 /**
  * Guarantee 4 under a crash loop: two daemons on MariaDB (real `tablesync
@@ -150,18 +151,6 @@ async function missingOrWrong(instance: SyncInstance, shape: Shape, expected: Re
   return problems;
 }
 
-/** Links of `instance` whose record is gone on either side. */
-async function orphanLinks(instance: SyncInstance, own: TableSpec, peer: SyncInstance, theirs: TableSpec): Promise<string[]> {
-  const ours = new Set((await instance.query<{ id: unknown }>(`SELECT ${own.key} AS id FROM ${own.table}`)).map((r) => String(r.id)));
-  const peers = new Set((await peer.query<{ id: unknown }>(`SELECT ${theirs.key} AS id FROM ${theirs.table}`)).map((r) => String(r.id)));
-  const problems: string[] = [];
-  for (const [local, remote] of await instance.links(syncName, 1)) {
-    if (!ours.has(local)) problems.push(`${instance.name} links ${own.table} ${local}, which does not exist, to ${remote}`);
-    if (!peers.has(remote)) problems.push(`${instance.name} links ${own.table} ${local} to ${peer.name}'s ${remote}, which does not exist`);
-  }
-  return problems;
-}
-
 async function initialSyncRunning(command: RunningCli): Promise<boolean> {
   return command.child.exitCode === null && command.child.signalCode === null;
 }
@@ -248,8 +237,7 @@ describeEachPair(
         ...(await sync.differences(1)),
         ...(await missingOrWrong(alpha, shapes.alpha, new Map([...writers.alpha.made, ...writers.beta.made]))),
         ...(await missingOrWrong(beta, shapes.beta, new Map([...writers.alpha.made, ...writers.beta.made]))),
-        ...(await orphanLinks(alpha, alphaTable, beta, betaTable)),
-        ...(await orphanLinks(beta, betaTable, alpha, alphaTable)),
+        ...(await orphanLinks(sync)),
       ];
       for (const side of [alpha, beta]) {
         if ((await side.backlog()).parked > 0) problems.push(`${side.name} parked changes: ${JSON.stringify(await side.query('SELECT reason FROM tablesync_parked'))}`);

@@ -1,4 +1,5 @@
 import type { CrmPair } from './crm.js';
+import { orphanLinks } from './orphan-links.js';
 import type { SyncCluster } from './sync-harness.js';
 
 /**
@@ -64,13 +65,15 @@ export class Writers {
   }
 }
 
-/** Both sides converge on the writers' records; nothing parked, nothing refused but the batches named in `refused`. */
+/** Both sides converge on the writers' records, no link names a record that does not exist; nothing parked, nothing refused but the batches named in `refused`. */
 export async function expectCleanEnd(cluster: SyncCluster, crm: CrmPair, writers: Writers, refused: readonly string[] = []): Promise<void> {
   await cluster.waitFor('every record on both sides, once, with its last value', () => writers.check(), { timeoutMs: 150_000 });
   await cluster.waitInStep(1, { timeoutMs: 60_000 });
   await cluster.waitSettled({ timeoutMs: 60_000 });
   const problems = await writers.check();
   if (problems.length > 0) throw new Error(`after settling: ${problems.join('; ')}\n${await cluster.describe()}`);
+  const orphans = await orphanLinks(crm.sync);
+  if (orphans.length > 0) throw new Error(`after settling, links to records that do not exist: ${orphans.join('; ')}\n${await cluster.describe()}`);
   for (const side of [crm.alpha, crm.beta]) {
     const unexpected = (await side.refusedBatches()).filter((r) => !refused.includes(r.name));
     if (unexpected.length > 0) throw new Error(`${side.name} refused batches of its real peer: ${JSON.stringify(unexpected.map((r) => [r.name, r.reason]))}`);
