@@ -71,14 +71,22 @@ async function backupWithProgress(source: BackupSource, file: string, out: NodeJ
 export async function safetyBackup(source: BackupSource, dir: string | undefined, out: NodeJS.WriteStream | NodeJS.WritableStream): Promise<string | undefined> {
   if (!(await syncedTablesHoldData(source))) return undefined;
   const folder = resolve(dir ?? join(resolve(source.config.file, '..'), 'backups'));
+  // The default folder is beside the configuration file, which is often not the command's to write:
+  // /etc/tablesync under systemd, a read-only mount in a container. Say where else to go.
+  const elsewhere =
+    dir === undefined
+      ? 'give a folder this user can write with --backup-dir (under systemd or in the container: --backup-dir /var/lib/tablesync/backups), or skip it with --no-backup'
+      : 'give a folder this user can write with --backup-dir, or skip it with --no-backup';
   await mkdir(folder, { recursive: true, mode: 0o700 }).catch((err: Error) => {
-    throw new BackupFileError(`cannot create the folder for the safety backup, ${folder}: ${err.message}; give another with --backup-dir, or skip it with --no-backup`, {
-      cause: err,
-    });
+    throw new BackupFileError(`cannot create the folder for the safety backup, ${folder}: ${err.message}; ${elsewhere}`, { cause: err });
   });
   const stamp = new Date().toISOString().replace(/[-:]/g, '');
   const file = join(folder, `${source.config.instance}-before-initial-sync-${stamp}.tsbackup`);
-  const report = await backupWithProgress(source, file, out);
+  const report = await backupWithProgress(source, file, out).catch((err: unknown) => {
+    // A folder that exists but is not ours to write fails only here.
+    if (err instanceof BackupFileError) throw new BackupFileError(`${err.message}; ${elsewhere}`, { cause: err });
+    throw err;
+  });
   out.write(
     `safety backup of the synced tables and tablesync's state (${plural(report.total, 'row')}): ${file}\n` +
       `  to go back to it: tablesync restore -c ${source.config.file} -i ${file}\n`,

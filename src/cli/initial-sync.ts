@@ -1,5 +1,7 @@
 import type { InstanceConfig } from '../config/types.js';
-import { InitialSync, initialSyncParts, restartInitialSync } from '../engine/initial-sync.js';
+import type { EngineContext } from '../engine/context.js';
+import { readCursor } from '../engine/cursors.js';
+import { InitialSync, initialSyncParts, restartInitialSync, type InitialSyncPart } from '../engine/initial-sync.js';
 import { transportFor } from '../transports/create-transport.js';
 import { safetyBackup } from './backup.js';
 import { withInstanceContext } from './open-instance.js';
@@ -27,6 +29,7 @@ export async function initialSyncCommand(config: InstanceConfig, out: NodeJS.Wri
   return withInstanceContext(config, async (context, instance) => {
     const parts = initialSyncParts(context, options);
     if (options.backup) await safetyBackup(instance, options.backupDir, out);
+    await warnOfUnbackedPeers(context, parts, out);
     if (options.restart) await restartInitialSync(context, parts);
 
     // Batches must fit every transport they go through.
@@ -69,4 +72,21 @@ export async function initialSyncCommand(config: InstanceConfig, out: NodeJS.Wri
       process.off('SIGTERM', onSignal);
     }
   });
+}
+
+/**
+ * The safety backup covers this side only, while the rows it sends change
+ * the peer's tables most: say so every time, naming each receiving side,
+ * since this command cannot reach into the peer's database to back it up.
+ */
+async function warnOfUnbackedPeers(context: EngineContext, parts: readonly InitialSyncPart[], out: NodeJS.WritableStream): Promise<void> {
+  const peers: string[] = [];
+  for (const mapping of new Set(parts.map((p) => p.mapping))) {
+    const peer = await readCursor(context.database.kysely, mapping.name, 'peer');
+    peers.push(peer === undefined ? `the peer of sync ${mapping.name}` : `instance ${peer} (sync ${mapping.name})`);
+  }
+  out.write(
+    `the receiving side is not backed up by this command: back up ${peers.join(', ')} on its own machine before an initial sync, with\n` +
+      '  tablesync backup -c <its configuration file> -o <a new file>\n',
+  );
 }

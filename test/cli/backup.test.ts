@@ -353,6 +353,11 @@ describe('the safety backup before initial-sync', () => {
     const file = match?.[1] ?? '';
     expect(file.startsWith(join(dir, 'backups', 'east-before-initial-sync-'))).toBe(true);
     expect(output).toContain(`to go back to it: tablesync restore -c ${source.file} -i ${file}`);
+    // This side only: the receiving side is the user's to back up, on its machine; no peer has been heard from yet.
+    expect(output).toContain(
+      'the receiving side is not backed up by this command: back up the peer of sync hq on its own machine before an initial sync, with\n' +
+        '  tablesync backup -c <its configuration file> -o <a new file>\n',
+    );
 
     // The backup holds the state as it was before the initial sync queued its batch.
     const target = await side(dialectCase('sqlite'), 'target');
@@ -370,11 +375,27 @@ describe('the safety backup before initial-sync', () => {
     await seed(source, 3);
     const skipped = await initialSync(source, '--restart', '--no-backup');
     expect(skipped).not.toContain('safety backup');
+    expect(skipped, 'the peer needs its backup whether or not this side takes one').toContain('the receiving side is not backed up by this command');
     expect(existsSync(join(dir, 'backups'))).toBe(false);
 
     const elsewhere = join(dir, 'safe', 'place');
     const taken = await initialSync(source, '--restart', '--backup-dir', elsewhere);
     expect(taken).toContain(`: ${elsewhere}/east-before-initial-sync-`);
     expect(readdirSync(elsewhere)).toHaveLength(1);
+  });
+
+  it('stops before sending anything when the default folder cannot be made, and says where else to put it', async () => {
+    const source = await side(dialectCase('sqlite'), 'source');
+    expect((await runCli(['setup', '-c', source.file])).code).toBe(0);
+    await seed(source, 3);
+    // As /etc/tablesync is for the daemon's user: something there that is not a folder it may write.
+    writeFileSync(join(dir, 'backups'), 'in the way');
+    const result = await runCli(['initial-sync', '-c', source.file]);
+    expect(result.code, result.stdout).toBe(1);
+    expect(result.stderr.startsWith(`tablesync: cannot create the folder for the safety backup, ${join(dir, 'backups')}: `), result.stderr).toBe(true);
+    expect(result.stderr.endsWith('; give a folder this user can write with --backup-dir (under systemd or in the container: --backup-dir /var/lib/tablesync/backups), or skip it with --no-backup\n')).toBe(true);
+    expect(result.stdout).not.toContain('queued');
+    const [queued] = await source.app.query<{ n: number }>('SELECT COUNT(*) AS n FROM tablesync_batches_out');
+    expect(queued?.n, 'nothing queued for the peer').toBe(0);
   });
 });

@@ -555,6 +555,8 @@ describeEachPair(
 
       const again = await initialSync(alpha, expect);
       expect(again.stdout).toContain('nothing left to send');
+      // Alpha has heard from beta by now: the reminder names the side its safety backup does not cover.
+      expect(again.stdout).toContain(`the receiving side is not backed up by this command: back up instance beta (sync ${syncName}) on its own machine`);
       expect(again.stdout).not.toContain('done:');
 
       // Ordinary changes since: alpha's has reached beta; beta's has not reached alpha when the command
