@@ -122,18 +122,22 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     );
 
   withConfigOption(program.command('verify'), { single: true })
-    .description("compare both sides by chunk checksums of the both-ways fields and the links; exits 1 when they differ")
-    .option('--peer-config <file>', "the peer's configuration file (required): verify reads both databases from here")
+    .description("compare both sides by chunk checksums of the both-ways fields and the links, through the sync's daemons; exits 1 when they differ")
+    .option('--peer-config <file>', "the peer's configuration file: read both databases from here instead of asking the peer's daemon")
     .option('--sync <name>', 'only this sync')
     .option('--table <number>', 'only this table (its number in the sync)', positiveInteger('--table'))
     .option('--repair', 'queue what differs to be sent again at the next exchange')
-    .action(async (options: ConfigOptions & { peerConfig?: string; sync?: string; table?: number; repair?: boolean }) => {
+    .option('--chunk-rows <number>', 'our records per chunk (default 1000, at most 10000)', positiveInteger('--chunk-rows'))
+    .option('--timeout <seconds>', "through the daemons: give up when the peer has not answered for this long (default 120)", positiveInteger('--timeout'))
+    .action(async (options: ConfigOptions & { peerConfig?: string; sync?: string; table?: number; repair?: boolean; chunkRows?: number; timeout?: number }) => {
       const { verifyCommand, verifyConfigs } = await import('./verify.js');
       const [ours, peer] = verifyConfigs(options.config, options.peerConfig);
       setExitCode(
         await verifyCommand(ours, peer, process.stdout, {
           ...(options.sync === undefined ? {} : { sync: options.sync }),
           ...(options.table === undefined ? {} : { table: options.table }),
+          ...(options.chunkRows === undefined ? {} : { chunkRows: options.chunkRows }),
+          ...(options.timeout === undefined ? {} : { timeoutSeconds: options.timeout }),
           repair: options.repair === true,
         }),
       );

@@ -13,6 +13,10 @@ export const stateTables = {
   parked: 'tablesync_parked',
   origins: 'tablesync_origins',
   refused: 'tablesync_refused_batches',
+  /** `tablesync verify` runs waiting for their peer's replies (transient: a run's rows go when it ends). */
+  verifyRuns: 'tablesync_verify_runs',
+  /** The peer's replies to a verify run, as they arrived, until the command has read them. */
+  verifyReplies: 'tablesync_verify_replies',
   /** SQLite only: a row here, inside the applier's transaction, tells the triggers to stand aside. */
   applier: 'tablesync_applier',
 } as const;

@@ -169,6 +169,48 @@ const migrations: readonly Migration[] = [
       await db.insertInto(stateTables.cursors).values({ sync_name: '', name: 'version-clock', position: '0.0', updated_at: 0 }).execute();
     },
   },
+  {
+    version: 3,
+    description: 'a link says whether its record was created here from the peer’s',
+    async up(db) {
+      // 1: the record was created here from this peer's record, so it was born there (`<peer>/<peer_id>`).
+      // The link says so instead of a row in tablesync_origins: an initial sync of a million records then
+      // writes a million links, not a million links and a million origins.
+      await db.schema
+        .alterTable(stateTables.links)
+        .addColumn('born_there', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+    },
+  },
+  {
+    version: 4,
+    description: 'verify runs and the replies they wait for',
+    async up(db, adapter) {
+      // A run of `tablesync verify` that goes through the sync's transport, while the command waits: the
+      // daemon keeps a peer's reply only for a run that is still here, so a late reply is not kept forever.
+      await db.schema
+        .createTable(stateTables.verifyRuns)
+        .ifNotExists()
+        .addColumn('run_id', 'varchar(64)', (c) => c.primaryKey().notNull())
+        .addColumn('sync_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('started_at', 'bigint', (c) => c.notNull())
+        .execute();
+      // Replies as the daemon applied them, one row per piece, read (and deleted) by the waiting command.
+      await db.schema
+        .createTable(stateTables.verifyReplies)
+        .ifNotExists()
+        .addColumn('run_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('kind', 'varchar(16)', (c) => c.notNull())
+        .addColumn('table_number', 'integer', (c) => c.notNull())
+        .addColumn('chunk', 'integer', (c) => c.notNull())
+        .addColumn('piece', 'integer', (c) => c.notNull())
+        .addColumn('pieces', 'integer', (c) => c.notNull())
+        .addColumn('body', sql.raw(adapter.longTextType), (c) => c.notNull())
+        .addColumn('received_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('tablesync_verify_replies_pk', ['run_id', 'kind', 'table_number', 'chunk', 'piece'])
+        .execute();
+    },
+  },
 ];
 
 /** The state schema version this build of tablesync writes. */

@@ -18,6 +18,8 @@ import { localIdFor, localIdsFor, recordByOrigin, writeLink, writeOrigins } from
 import { chunks, OutboxWriter } from './outbox.js';
 import { checkWire, fromWire, toWire } from './values.js';
 import { VersionClock } from './versions.js';
+import { VerifyDesk } from './verify-desk.js';
+import { isVerifyEvent, type VerifyEvent } from '../protocol/verify-events.js';
 
 export interface ApplyStats {
   events: number;
@@ -58,6 +60,8 @@ export const emptyStats = (): ApplyStats => ({ events: 0, created: 0, updated: 0
  */
 export class BatchApplier {
   readonly #initial: InitialApplier;
+  /** `tablesync verify`'s requests and replies: answered or stored here, in the batch's transaction. */
+  readonly #verify: VerifyDesk;
   /** The sending instance of the batch in hand. */
   #from: string | undefined;
 
@@ -65,6 +69,7 @@ export class BatchApplier {
     private readonly context: EngineContext,
     private readonly mapping: SyncMapping,
   ) {
+    this.#verify = new VerifyDesk(context, mapping);
     this.#initial = new InitialApplier(context, mapping, async (db, table, fieldNumber, wire, peerRecord) => {
       const field = table.fieldsByNumber.get(fieldNumber);
       return field === undefined ? undefined : this.localValue(db, table, field, wire, peerRecord);
@@ -82,6 +87,8 @@ export class BatchApplier {
       throw new BatchRefused(`the batch comes from this instance (${batch.from}) itself; the upload and download places must differ`);
     }
     batch.events.forEach((event, index) => {
+      // A verify event names no field to write; the desk answers what it cannot verify instead of refusing the batch.
+      if (isVerifyEvent(event)) return;
       const where = `event ${index}`;
       const table = this.mapping.tablesByNumber.get(event.table);
       if (table === undefined) throw new BatchRefused(`${where} names table ${event.table}, which sync "${this.sync}" does not sync here`);
@@ -292,7 +299,7 @@ export class BatchApplier {
 
   /** MySQL: lock the records the batch touches first, so no application write can slip in between our checks and our writes. */
   private async lockTargets(db: AnyKysely, events: readonly BatchEvent[]): Promise<void> {
-    const records = events.filter((e): e is Exclude<BatchEvent, LinksEvent> => e.op !== 'links');
+    const records = events.filter((e): e is Exclude<BatchEvent, LinksEvent | VerifyEvent> => e.op !== 'links' && !isVerifyEvent(e));
     for (const [table, tableEvents] of this.byTable(records)) {
       const linked = await localIdsFor(db, this.sync, table.number, tableEvents.map((e) => e.id));
       const ids = tableEvents.map((e) => linked.get(e.id) ?? e.peerId).filter((id) => id !== undefined);
@@ -301,6 +308,7 @@ export class BatchApplier {
   }
 
   private async applyEvent(db: AnyKysely, event: BatchEvent, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+    if (isVerifyEvent(event)) return this.#verify.apply(db, event, outbox);
     const table = this.mapping.tablesByNumber.get(event.table);
     if (table === undefined) return;
     if (event.op === 'initial') return this.#initial.apply(db, table, [event], await this.#peer(db), stats, outbox);

@@ -1,3 +1,5 @@
+import type { VerifyEvent } from './verify-events.js';
+
 /**
  * The batch: what one side sends the other, as JSON. Version 1.
  *
@@ -86,7 +88,8 @@ export interface LinksEvent {
   readonly pairs: readonly (readonly [string, string])[];
 }
 
-export type BatchEvent = UpsertEvent | DeleteEvent | InitialEvent | LinksEvent;
+/** With `tablesync verify`'s requests and replies (verify-events.ts), which write no application table. */
+export type BatchEvent = UpsertEvent | DeleteEvent | InitialEvent | LinksEvent | VerifyEvent;
 
 export interface Batch {
   readonly protocol: typeof protocolVersion;

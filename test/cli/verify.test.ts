@@ -2,34 +2,19 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect as globalExpect, it } from 'vitest';
 import { comparable } from '../../src/engine/verify.js';
 import { alphaClient, alphaId, betaCustomer, betaId, createCrmPair, syncName } from '../support/crm.js';
-import { describeEachPair, newCluster, type SyncInstance } from '../support/sync-harness.js';
+import { behindTheBack } from '../support/behind-the-back.js';
+import { describeEachPair, newCluster } from '../support/sync-harness.js';
 
 /**
- * `tablesync verify` on two real instances with their daemons (the CRM of
- * crm.ts: fields 2 and 3 travel both ways), through the built command line:
+ * `tablesync verify --peer-config` (both databases read from here) on two
+ * real instances with their daemons (the CRM of crm.ts: fields 2 and 3
+ * travel both ways), through the built command line:
  * both sides agree after a sync; changes made behind tablesync's back (with
  * the applier's marker set, so capture does not see them) and a lost link
  * are found; `--repair` queues them and the daemons' next exchanges make
- * both sides agree again.
+ * both sides agree again. test/e2e/verify-transport.test.ts covers verify
+ * through the daemons, without the peer's file.
  */
-
-/** Runs statements on the application's connection as tablesync's applier does, so that capture ignores them. */
-async function behindTheBack(instance: SyncInstance, statement: string, params: unknown[] = []): Promise<void> {
-  if (instance.dialect === 'mysql') {
-    await instance.exec('SET @tablesync_applying = 1');
-    try {
-      await instance.exec(statement, params);
-    } finally {
-      await instance.exec('SET @tablesync_applying = NULL');
-    }
-    return;
-  }
-  await instance.exec('BEGIN');
-  await instance.exec('INSERT INTO tablesync_applier (marker) VALUES (1)');
-  await instance.exec(statement, params);
-  await instance.exec('DELETE FROM tablesync_applier');
-  await instance.exec('COMMIT');
-}
 
 /** Two daemons move 2,500 records, then three more exchanges and six commands: more than the suite's 60 s on a loaded machine. */
 const testTimeout = 180_000;
@@ -57,6 +42,7 @@ describeEachPair(
       expect(clean.code).toBe(0);
       expect(clean.stdout).toContain(`sync ${syncName}, table 1: clients here, customers on the peer; fields 2, 3 compared\n`);
       expect(clean.stdout).toContain('  2503 records here, 2503 on the peer; 0 of 3 chunks differ; 0 differences\n');
+      expect(clean.stdout).toContain("  fetched 0 records of the peer's for the differing chunks, and 0 ids of its records for 0 of 3 groups that differ\n");
       expect(clean.stdout).toContain('no differences: both sides agree in 1 table\n');
       await cluster.stopAll();
 
@@ -74,6 +60,8 @@ describeEachPair(
       expect(found.stderr).toBe('');
       expect(found.code).toBe(1);
       expect(found.stdout).toContain('  2504 records here, 2504 on the peer; 2 of 3 chunks differ; 4 differences\n');
+      // Only the two differing chunks came back record by record: 1,000 records, and the 504 of the last chunk.
+      expect(found.stdout).toContain("  fetched 1504 records of the peer's for the differing chunks, and ");
       expect(found.stdout).toContain(
         `  record ${changed.alpha} (the peer's ${changed.beta}): field 2 (name / company_name) is "client 10" here, "Changed on beta" on the peer\n`,
       );
@@ -106,9 +94,11 @@ describeEachPair(
       const wrong = await alpha.cli('verify', '--peer-config', notThePeer);
       expect(wrong.code).toBe(2);
       expect(wrong.stderr).toBe(`tablesync: ${alpha.configFile} and ${notThePeer} are both active in sync "${syncName}": they are not the two sides of one sync\n`);
-      const alone = await alpha.cli('verify');
-      expect(alone.code).toBe(2);
-      expect(alone.stderr).toContain('tablesync verify needs --peer-config FILE');
+      // Without the peer's file, verify asks the peer's daemon through the sync; with both daemons stopped, it says so and gives up.
+      const alone = await alpha.cli('verify', '--timeout', '2');
+      expect(alone.stdout).toContain('tablesync run must be running here and on beta');
+      expect(alone.stderr).toMatch(/^tablesync: instance beta has not answered verify for 2 s \(sync "head-office"\): its request \(batch \d+\) /);
+      expect(alone.code).toBe(1);
     }, testTimeout);
   },
   [
