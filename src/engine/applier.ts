@@ -14,7 +14,7 @@ import type { EngineContext } from './context.js';
 import { readCursor, readSeq, writeCursor } from './cursors.js';
 import { readVersions, versionOf, writeVersions, type RecordVersions } from './field-versions.js';
 import { absorbJournal, journalPassSize } from './journal-reader.js';
-import { localIdFor, localIdsFor, recordByOrigin, writeLink, writeOrigins } from './links.js';
+import { bornAtPeer, localIdFor, localIdsFor, recordByOrigin, writeLink, writeOrigins } from './links.js';
 import { chunks, OutboxWriter } from './outbox.js';
 import { checkWire, fromWire, toWire } from './values.js';
 import { VersionClock } from './versions.js';
@@ -70,7 +70,7 @@ export class BatchApplier {
     private readonly mapping: SyncMapping,
   ) {
     this.#verify = new VerifyDesk(context, mapping);
-    this.#initial = new InitialApplier(context, mapping, async (db, table, fieldNumber, wire, peerRecord) => {
+    this.#initial = new InitialApplier(context, mapping, (db, table, fieldNumber, wire, peerRecord) => {
       const field = table.fieldsByNumber.get(fieldNumber);
       return field === undefined ? undefined : this.localValue(db, table, field, wire, peerRecord);
     });
@@ -319,7 +319,7 @@ export class BatchApplier {
     // Reached us by another path already (a ring): link it, then treat this as an update.
     const known = event.origin === undefined ? undefined : await recordByOrigin(db, this.context, table.name, event.origin);
     if (known !== undefined && (await this.unlinked(db, table, known))) {
-      await writeLink(db, this.sync, table.number, known, event.id);
+      await writeLink(db, this.sync, table.number, { localId: known, peerId: event.id, bornThere: false });
       return this.updateRecords(db, table, [{ event, localId: known }], stats, outbox);
     }
     return this.create(db, table, event, stats, outbox);
@@ -365,7 +365,7 @@ export class BatchApplier {
     const linked = await localIdFor(db, this.sync, table.number, event.id);
     if (linked !== undefined) return linked;
     if (event.peerId === undefined || !(await this.unlinked(db, table, event.peerId))) return undefined;
-    await writeLink(db, this.sync, table.number, event.peerId, event.id);
+    await writeLink(db, this.sync, table.number, { localId: event.peerId, peerId: event.id, bornThere: false });
     return event.peerId;
   }
 
@@ -396,9 +396,12 @@ export class BatchApplier {
     const [localId] = await this.context.database.adapter.insertNumbered(db, table.name, [values], table.key);
     // MySQL reports 0 for a table whose key it does not number.
     if (localId === undefined || localId === '0') throw new Error(`${table.name} did not number the new record; its key ${table.key} must be numbered by the database`);
-    await writeLink(db, this.sync, table.number, localId, event.id);
     // Peers always send the origin with a full record; without one, the peer is the birthplace.
-    await writeOrigins(db, table.name, [{ localId, origin: event.origin ?? `${await this.#peer(db)}/${event.id}` }]);
+    const peer = await this.#peer(db);
+    const origin = event.origin ?? `${peer}/${event.id}`;
+    const bornThere = bornAtPeer(origin, peer, event.id);
+    await writeLink(db, this.sync, table.number, { localId, peerId: event.id, bornThere });
+    if (!bornThere) await writeOrigins(db, table.name, [{ localId, origin }]);
     const versions: RecordVersions = new Map([[localId, new Map()]]);
     for (const [number, change] of Object.entries(event.fields)) {
       const field = table.fieldsByNumber.get(Number(number));
@@ -541,19 +544,25 @@ export class BatchApplier {
     }
   }
 
-  /** A value that arrived → what to write; undefined for a user reference that matches nobody here. */
-  async localValue(db: AnyKysely, table: MappedTable, field: MappedField, wire: WireValue, peerRecord: string): Promise<unknown> {
-    if (field.type === 'user' && this.context.users !== undefined) {
-      const id = await this.context.users.fromWire(db, wire, this.mapping.sync.users);
-      if (id === undefined) {
-        this.context.logger.warn(
-          { sync: this.sync, table: table.name, field: field.column, peerRecord, user: wire, matchBy: this.mapping.sync.users },
-          'user reference matches no user here: the field is left unset',
-        );
-      }
-      return id;
-    }
+  /**
+   * A value that arrived → what to write; undefined for a user reference that matches nobody here.
+   * A promise only for a user reference (it is looked up): a bulk apply converts millions of plain
+   * values, and awaiting each one would cost a turn of the event loop apiece.
+   */
+  localValue(db: AnyKysely, table: MappedTable, field: MappedField, wire: WireValue, peerRecord: string): unknown {
+    if (field.type === 'user' && this.context.users !== undefined) return this.localUser(db, table, field, wire, peerRecord);
     return fromWire(wire, this.column(table, field));
+  }
+
+  private async localUser(db: AnyKysely, table: MappedTable, field: MappedField, wire: WireValue, peerRecord: string): Promise<unknown> {
+    const id = await this.context.users?.fromWire(db, wire, this.mapping.sync.users);
+    if (id === undefined) {
+      this.context.logger.warn(
+        { sync: this.sync, table: table.name, field: field.column, peerRecord, user: wire, matchBy: this.mapping.sync.users },
+        'user reference matches no user here: the field is left unset',
+      );
+    }
+    return id;
   }
 
   private column(table: MappedTable, field: MappedField): ColumnSchema {

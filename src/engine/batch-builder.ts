@@ -115,7 +115,7 @@ export async function buildBatch(
  * transaction, acknowledging what we applied so far. The stored body is
  * what every resend sends, byte for byte, until the peer acknowledges it.
  */
-export async function queueBatch(context: EngineContext, db: AnyKysely, sync: string, events: BatchEvent[]): Promise<BuiltBatch> {
+export async function queueBatch(context: EngineContext, db: AnyKysely, sync: string, events: BatchEvent[], serializedEvents?: readonly string[]): Promise<BuiltBatch> {
   const seq = await nextSeq(context, db, sync);
   const batch: Batch = {
     protocol: protocolVersion,
@@ -126,10 +126,19 @@ export async function queueBatch(context: EngineContext, db: AnyKysely, sync: st
     sentAt: Date.now(),
     events,
   };
-  const body = JSON.stringify(batch);
+  const body = serializedEvents === undefined ? JSON.stringify(batch) : withEvents(JSON.stringify({ ...batch, events: [] }), serializedEvents);
   await db.insertInto(stateTables.batchesOut).values({ sync_name: sync, seq, body, events: events.length, created_at: Date.now() }).execute();
   await writeCursor(db, sync, 'out', seq);
   return { batch, body };
+}
+
+/**
+ * A batch's JSON with its events put in as already serialized: a caller that
+ * measured each event's size (to fit the transport) has made that text
+ * already. `events` is the batch's last property, so its empty list ends the text.
+ */
+function withEvents(emptyBatch: string, serializedEvents: readonly string[]): string {
+  return `${emptyBatch.slice(0, -'[]}'.length)}[${serializedEvents.join(',')}]}`;
 }
 
 async function tableEvents(
@@ -148,7 +157,7 @@ async function tableEvents(
     for (const record of found) records.set(String(record[table.key]), record);
   }
   const links = await readLinks(db, mapping.name, table.number, ids);
-  const origins = await readOrigins(db, table.name, ids.filter((id) => !links.has(id)), context.config.instance);
+  const origins = await readOrigins(db, context, table.name, ids.filter((id) => !links.has(id)));
 
   const out: BuiltEntry[] = [];
   for (const row of rows) {

@@ -7,12 +7,15 @@ import type { InitialEvent } from '../protocol/batch.js';
 import type { ApplyStats } from './applier.js';
 import type { EngineContext } from './context.js';
 import { readVersions, versionOf } from './field-versions.js';
-import { localIdsFor, recordByOrigin, writeOrigins } from './links.js';
+import { bornAtPeer, localIdsFor, recordByOrigin, writeLinks, writeOrigins } from './links.js';
 import { chunks, type OutboxWriter } from './outbox.js';
 import { baseVersion } from './versions.js';
 
-/** How a value that arrived becomes what is written (user references resolved): the applier's own conversion. */
-export type LocalValue = (db: AnyKysely, table: MappedTable, fieldNumber: number, wire: InitialEvent['record'][string], peerRecord: string) => Promise<unknown>;
+/**
+ * How a value that arrived becomes what is written (user references resolved): the applier's own
+ * conversion. A promise only where it must look something up (a user reference).
+ */
+export type LocalValue = (db: AnyKysely, table: MappedTable, fieldNumber: number, wire: InitialEvent['record'][string], peerRecord: string) => unknown;
 
 /**
  * Applies `initial` events in bulk: one lookup of links per table, one
@@ -57,14 +60,21 @@ export class InitialApplier {
 
     await this.updateBase(db, table, found, stats);
     const created = await this.create(db, table, toCreate, stats);
-    newLinks.push(...created);
-    await this.writeLinks(db, table, newLinks);
-    // Only records created here get a birthplace: a matched record was born here too.
+    // Only records created here get a birthplace: a matched record was born here too. Most were born
+    // at the peer, and their link says so; one born farther away (a ring) has its origin written.
+    const bornThere = new Set(created.filter(({ event }) => bornAtPeer(event.origin, from, event.id)).map(({ event }) => event));
+    await writeLinks(db, this.sync, table.number, [
+      ...newLinks.map(({ local, event }) => ({ localId: local, peerId: event.id, bornThere: false })),
+      ...created.map(({ local, event }) => ({ localId: local, peerId: event.id, bornThere: bornThere.has(event) })),
+    ]);
     await writeOrigins(
       db,
       table.name,
-      created.filter(({ event }) => !event.origin.startsWith(`${this.context.config.instance}/`)).map(({ local, event }) => ({ localId: local, origin: event.origin })),
+      created
+        .filter(({ event }) => !bornThere.has(event) && !event.origin.startsWith(`${this.context.config.instance}/`))
+        .map(({ local, event }) => ({ localId: local, origin: event.origin })),
     );
+    newLinks.push(...created);
     const now = Date.now();
     // The sender learns our ids, in a batch of links of their own.
     for (const { local, event } of newLinks) outbox.linked(this.sync, table.number, local, event.id);
@@ -161,7 +171,8 @@ export class InitialApplier {
       for (const [number, wire] of Object.entries(event.record)) {
         const field = table.fieldsByNumber.get(Number(number));
         if (field?.receives !== true || versionOf(versions, local, field.column) !== baseVersion) continue;
-        const value = await this.localValue(db, table, field.number, wire, event.id);
+        let value = this.localValue(db, table, field.number, wire, event.id);
+        if (value instanceof Promise) value = await value;
         if (value !== undefined) set[field.column] = value;
       }
       if (event.deleted === true && table.config.status !== undefined) set[table.config.status.column] = table.config.status.deleted;
@@ -178,7 +189,8 @@ export class InitialApplier {
       for (const [number, wire] of Object.entries(event.record)) {
         const field = table.fieldsByNumber.get(Number(number));
         if (field?.receives !== true) continue;
-        const value = await this.localValue(db, table, field.number, wire, event.id);
+        let value = this.localValue(db, table, field.number, wire, event.id);
+        if (value instanceof Promise) value = await value;
         row[field.column] = value === undefined ? null : value;
       }
       if (Object.keys(row).length === 0) continue;
@@ -199,16 +211,6 @@ export class InitialApplier {
     }
     stats.created += created.length;
     return created;
-  }
-
-  private async writeLinks(db: AnyKysely, table: MappedTable, links: readonly { local: string; event: InitialEvent }[]): Promise<void> {
-    const now = Date.now();
-    for (const chunk of chunks(links, 500)) {
-      await db
-        .insertInto(stateTables.links)
-        .values(chunk.map(({ local, event }) => ({ sync_name: this.sync, table_number: table.number, local_id: local, peer_id: event.id, linked_at: now })))
-        .execute();
-    }
   }
 
   private async existingKeys(db: AnyKysely, table: MappedTable, ids: readonly string[]): Promise<Set<string>> {

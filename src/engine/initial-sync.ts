@@ -192,8 +192,9 @@ export class InitialSync {
 
     const ids = rows.map((r) => String(r[table.key]));
     const links = await readLinks(db, mapping.name, table.number, ids);
-    const origins = await readOrigins(db, table.name, ids, this.context.config.instance);
+    const origins = await readOrigins(db, this.context, table.name, ids);
     const events: InitialEvent[] = [];
+    const serialized: string[] = [];
     // The batch must fit the transport: stop before the row that would overflow it (the first one always goes).
     let bytes = 512;
     for (const row of rows) {
@@ -214,13 +215,15 @@ export class InitialSync {
         create: part.create,
         ...(status !== undefined && String(row[status.column]) === String(status.deleted) ? { deleted: true } : {}),
       };
-      const size = Buffer.byteLength(JSON.stringify(event)) + 1;
+      const text = JSON.stringify(event);
+      const size = Buffer.byteLength(text) + 1;
       if (events.length > 0 && bytes + size > this.maxBatchBytes) break;
       bytes += size;
       events.push(event);
+      serialized.push(text);
     }
 
-    const { seq } = (await queueBatch(this.context, db, mapping.name, events)).batch;
+    const { seq } = (await queueBatch(this.context, db, mapping.name, events, serialized)).batch;
     const last = events.at(-1)?.id ?? position.last;
     const next: Position = { last, queued: position.queued + events.length, done: false };
     await writeCursor(db, mapping.name, cursor, JSON.stringify(next));

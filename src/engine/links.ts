@@ -52,17 +52,73 @@ export async function peerIdFor(db: AnyKysely, sync: string, tableNumber: number
   return (await readLinks(db, sync, tableNumber, [localId])).get(localId);
 }
 
-export async function writeLink(db: AnyKysely, sync: string, tableNumber: number, localId: string, peerId: string): Promise<void> {
-  await db
-    .insertInto(stateTables.links)
-    .values({ sync_name: sync, table_number: tableNumber, local_id: localId, peer_id: peerId, linked_at: Date.now() })
-    .execute();
+/** A link to write: our record, the peer's, and whether ours was created here from the peer's (see bornAtPeer). */
+export interface NewLink {
+  readonly localId: string;
+  readonly peerId: string;
+  readonly bornThere: boolean;
 }
 
-/** Where our records were born: `<instance>/<id>`; a record born here is `<our instance>/<its id>`. */
-export async function readOrigins(db: AnyKysely, table: string, localIds: readonly string[], instance: string): Promise<Map<string, string>> {
-  const out = new Map(localIds.map((id) => [id, `${instance}/${id}`]));
-  for (const chunk of chunks([...new Set(localIds)], 500)) {
+export async function writeLink(db: AnyKysely, sync: string, tableNumber: number, link: NewLink): Promise<void> {
+  await writeLinks(db, sync, tableNumber, [link]);
+}
+
+/** Links of one table of one sync, a few hundred per statement. */
+export async function writeLinks(db: AnyKysely, sync: string, tableNumber: number, links: readonly NewLink[]): Promise<void> {
+  const now = Date.now();
+  for (const chunk of chunks(links, 500)) {
+    await db
+      .insertInto(stateTables.links)
+      .values(chunk.map((l) => ({ sync_name: sync, table_number: tableNumber, local_id: l.localId, peer_id: l.peerId, linked_at: now, born_there: l.bornThere ? 1 : 0 })))
+      .execute();
+  }
+}
+
+/**
+ * Whether a record we create from the peer's record `peerId`, born at
+ * `origin`, was born at that peer: its link then says so (born_there), and
+ * it needs no row in tablesync_origins. A record born farther away (a ring)
+ * gets that row (writeOrigins).
+ */
+export function bornAtPeer(origin: string, peer: string, peerId: string): boolean {
+  return origin === `${peer}/${peerId}`;
+}
+
+/**
+ * Where our records were born: `<instance>/<id>`. A record born here is
+ * `<our instance>/<its id>`; one created here from a peer's record is that
+ * record's (its link says so); one created on behalf of a farther instance
+ * has its birthplace in tablesync_origins.
+ */
+export async function readOrigins(
+  db: AnyKysely,
+  context: Pick<EngineContext, 'config' | 'mappings'>,
+  table: string,
+  localIds: readonly string[],
+): Promise<Map<string, string>> {
+  const out = new Map(localIds.map((id) => [id, `${context.config.instance}/${id}`]));
+  const ids = [...new Set(localIds)];
+  for (const mapping of context.mappings) {
+    const theirs = mapping.tablesByName.get(table);
+    if (theirs === undefined) continue;
+    let peer: string | undefined;
+    for (const chunk of chunks(ids, 500)) {
+      const rows = (await db
+        .selectFrom(stateTables.links)
+        .select(['local_id', 'peer_id'])
+        .where('sync_name', '=', mapping.name)
+        .where('table_number', '=', theirs.number)
+        .where('local_id', 'in', chunk)
+        .where('born_there', '=', 1)
+        .execute()) as { local_id: string; peer_id: string }[];
+      if (rows.length === 0) continue;
+      peer ??= await readCursor(db, mapping.name, 'peer');
+      // Written with the first batch the peer sent, before any record could be created from it.
+      if (peer === undefined) throw new Error(`sync "${mapping.name}" has records created from its peer's but does not know the peer's name`);
+      for (const row of rows) out.set(row.local_id, `${peer}/${row.peer_id}`);
+    }
+  }
+  for (const chunk of chunks(ids, 500)) {
     const rows = (await db
       .selectFrom(stateTables.origins)
       .select(['record_id', 'origin'])
@@ -101,10 +157,10 @@ export async function recordByOrigin(db: AnyKysely, context: Pick<EngineContext,
 }
 
 /**
- * Remembers where records created here on a peer's behalf were born. Every
- * one needs it, even one born at the peer that sent it: passing it on to a
- * third instance, we must say it was born there, and a link cannot tell
- * which side created a record.
+ * Remembers where records created here on behalf of an instance farther
+ * than the peer were born: passing one on to a third instance, we must say
+ * where it was born. (One born at the peer that sent it has a link that
+ * says so: see bornAtPeer.)
  */
 export async function writeOrigins(db: AnyKysely, table: string, records: readonly { localId: string; origin: string }[]): Promise<void> {
   for (const chunk of chunks(records, 500)) {

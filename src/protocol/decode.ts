@@ -54,20 +54,20 @@ const typeNames: Readonly<Record<string, string>> = {
 };
 
 /** Errors that say a value is of none of the kinds a value can be, rather than a fitting kind gone wrong. */
-const wrongKind = new Set(['type', 'oneOf', 'required', 'additionalProperties']);
+const wrongKind = new Set(['type', 'anyOf', 'required', 'additionalProperties']);
 
 const valueKinds = 'text, a number, true or false, null, or {"b64": base64 text}';
 
 /**
  * One sentence for the first thing the schema found wrong: where (a JSON
  * pointer into the batch), what was expected, and what was found. ajv lists
- * a failed `oneOf` or `propertyNames` after the errors of its branches, so
+ * a failed `anyOf` or `propertyNames` after the errors of its branches, so
  * the last error is the outermost one.
  */
 function explain(errors: readonly ErrorObject[]): string {
   let error = errors[errors.length - 1];
   if (error === undefined) return 'the batch is not valid';
-  if (error.keyword === 'oneOf') {
+  if (error.keyword === 'anyOf') {
     // A branch whose type fitted (text too long, an object with a bad b64) says more than "matches none".
     const outer = error.instancePath;
     const fitted = errors.find((e) => !wrongKind.has(e.keyword) && (e.instancePath === outer || e.instancePath.startsWith(`${outer}/`)));
