@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'vitest';
 import { alphaClient, betaCustomer, createCrmPair } from '../support/crm.js';
@@ -18,6 +18,8 @@ import { newCluster, waitFor, type DialectPair, type LogLine, type SyncInstance 
 const testTimeout = 240_000;
 
 const sqlite: DialectPair = { active: 'sqlite', passive: 'sqlite' };
+
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Log lines of `side` from `from` on whose message matches. */
 function logged(side: SyncInstance, from: number, pattern: RegExp): number {
@@ -111,7 +113,7 @@ describe.concurrent('faults between two daemons [sqlite↔sqlite]', () => {
     await cluster.stopAll();
   });
 
-  it('over ftp, loses nothing and doubles nothing when the FTP server stops and starts again mid-exchange, several times', { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
+  it('over ftp, loses nothing and doubles nothing when the FTP server stops and starts again in the middle of an upload, several times', { timeout: testTimeout }, async ({ expect, onTestFinished }) => {
     const cluster = newCluster({ onTestFinished });
     const crm = await createCrmPair(cluster, sqlite, { transport: 'ftp' });
     const { alpha, beta, sync } = crm;
@@ -120,23 +122,52 @@ describe.concurrent('faults between two daemons [sqlite↔sqlite]', () => {
     await writers.round(0);
     await expectCleanEnd(cluster, crm, writers);
     const server = cluster.ftpServer;
+    // The server's folders on disk. A daemon uploads a batch (or an acknowledgement) as a temporary
+    // dotfile, `.<name>.<ms>.<random>.tmp`, and renames it into place once it is whole: while that
+    // file is there, a transfer is under way and the batch is not delivered yet.
     const folders = [alpha.downloadFolder(sync.name), beta.downloadFolder(sync.name)];
-    const filesNow = (): Set<string> => new Set(folders.flatMap((folder) => readdirSync(folder).filter((n) => n.endsWith('.json') || n.endsWith('.tmp'))));
+    const temporary = /^\.(.+)\.\d{13,}\.[0-9a-f]{8}\.tmp$/;
+    const temporaries = (): { folder: string; name: string }[] => folders.flatMap((folder) => readdirSync(folder).filter((n) => temporary.test(n)).map((name) => ({ folder, name })));
+    // An upload that a stop cut off leaves its temporary file behind (a daemon clears away only its
+    // own, once they are an hour old): those are not uploads under way.
+    let leftovers = new Set<string>();
+    const uploading = (): { folder: string; name: string } | undefined => temporaries().find((t) => !leftovers.has(t.name));
 
     const restarts = 4;
-    for (let round = 1; round <= restarts; round += 1) {
-      const before = filesNow();
-      await writers.round(round);
-      // Mid-exchange: a batch (or a temporary file of one) has just appeared on the server and its
-      // reader has yet to take it. (Should the round's batches come and go between two looks, the
-      // round has arrived, and the server stops all the same.)
-      await cluster.waitFor('a new batch on the FTP server', async () => [...filesNow()].some((name) => !before.has(name)) || (await writers.arrived(round)), {
-        timeoutMs: 60_000,
-        intervalMs: 5,
-      });
+    let round = 0;
+    let stops = 0;
+    const interrupted: string[] = [];
+    while (interrupted.length < restarts) {
+      if (stops >= restarts * 10) throw new Error(`only ${interrupted.length} of ${stops} stops of the FTP server fell in the middle of an upload: ${interrupted.join(', ')}`);
+      // New changes on both sides, until an upload of theirs is caught under way; a round that gets
+      // through between two looks is followed by another. The server runs in this process and moves
+      // on only while this loop waits, so what is seen is mostly still so when it stops: whether it
+      // was is checked after the stop.
+      let caught: { folder: string; name: string } | undefined;
+      leftovers = new Set(temporaries().map((t) => t.name));
+      while (caught === undefined) {
+        round += 1;
+        await writers.round(round);
+        const until = Date.now() + 30_000;
+        for (;;) {
+          caught = uploading();
+          if (caught !== undefined || (await writers.arrived(round))) break;
+          if (Date.now() > until) throw new Error(`round ${round} neither arrived nor met an upload under way within 30 s\n${await cluster.describe()}`);
+          await pause(1);
+        }
+      }
       const from = { alpha: alpha.logLines().length, beta: beta.logLines().length };
       await server.stop();
-      await writers.round(round + 100);
+      stops += 1;
+      // Mid-transfer only if the upload had not been renamed into place when the server went.
+      const delivered = join(caught.folder, temporary.exec(caught.name)?.[1] ?? '');
+      if (!existsSync(join(caught.folder, caught.name)) || existsSync(delivered)) {
+        await server.start();
+        continue;
+      }
+      interrupted.push(caught.name);
+      round += 1;
+      await writers.round(round);
       // Both daemons ran into the stopped server before it comes back.
       await cluster.waitFor(
         'both daemons to find the FTP server gone',
@@ -146,7 +177,9 @@ describe.concurrent('faults between two daemons [sqlite↔sqlite]', () => {
       await server.start();
     }
     await expectCleanEnd(cluster, crm, writers);
-    expect(server.starts).toBe(restarts + 1);
+    expect(interrupted, 'uploads cut off by a stop of the server').toHaveLength(restarts);
+    expect(server.starts).toBe(stops + 1);
+    process.stdout.write(`[ftp restarts] ${stops} stops of the FTP server, ${interrupted.length} in the middle of an upload: ${interrupted.join(', ')}\n`);
     expect(alpha.running && beta.running).toBe(true);
     await cluster.stopAll();
   });
