@@ -14,7 +14,7 @@ import type { EngineContext } from './context.js';
 import { readCursor, readSeq, writeCursor } from './cursors.js';
 import { readVersions, versionOf, writeVersions, type RecordVersions } from './field-versions.js';
 import { absorbJournal, journalPassSize } from './journal-reader.js';
-import { bornAtPeer, localIdFor, localIdsFor, recordByOrigin, writeLink, writeOrigins } from './links.js';
+import { bornAtPeer, localIdFor, localIdsFor, readLinks, recordByOrigin, writeLink, writeLinks, writeOrigins } from './links.js';
 import { chunks, OutboxWriter } from './outbox.js';
 import { checkWire, fromWire, toWire } from './values.js';
 import { VersionClock } from './versions.js';
@@ -46,6 +46,12 @@ interface UpdateTarget {
   readonly event: UpsertEvent;
   readonly localId: string;
 }
+
+/**
+ * Per table, the links (the peer's id → ours) that the records a batch names had before it was
+ * applied, read once for the whole batch; a table missing from it is looked up when applied.
+ */
+type LinkedBefore = ReadonlyMap<MappedTable, ReadonlyMap<string, string>>;
 
 /** Link pairs per queued batch: ids of up to 191 characters still keep one under 8 MiB. */
 const linksPerBatch = 10_000;
@@ -124,7 +130,7 @@ export class BatchApplier {
       if (batch.seq > inSeq + 1) return { kind: 'early', expected: inSeq + 1 };
 
       const clock = await VersionClock.load(db, this.context.config.instance, lock);
-      if (lock) await this.lockTargets(db, batch.events);
+      const linkedBefore = lock ? await this.lockTargets(db, batch.events) : undefined;
       // Versions must include every change the application made before ours, or a conflict would go unseen.
       while ((await absorbJournal(this.context, db, clock)) === journalPassSize);
 
@@ -133,9 +139,9 @@ export class BatchApplier {
       this.#from = batch.from;
       const initial = batch.events.filter((e): e is InitialEvent => e.op === 'initial');
       if (initial.length > 0 && initial.length === batch.events.length) {
-        await this.applyInitialBatch(db, initial, batch.seq, stats, outbox);
+        await this.applyInitialBatch(db, initial, batch.seq, stats, outbox, linkedBefore);
       } else {
-        await this.applyEvents(db, batch.events, batch.seq, stats, outbox);
+        await this.applyEvents(db, batch.events, batch.seq, stats, outbox, linkedBefore);
       }
       await outbox.flush(db, this.context.database.adapter);
       await writeCursor(db, this.sync, 'in', batch.seq);
@@ -150,10 +156,17 @@ export class BatchApplier {
    * refuses part of it, that table's events are applied one by one so that
    * only the refused records are parked.
    */
-  private async applyInitialBatch(db: AnyKysely, events: readonly InitialEvent[], batchSeq: number, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+  private async applyInitialBatch(
+    db: AnyKysely,
+    events: readonly InitialEvent[],
+    batchSeq: number,
+    stats: ApplyStats,
+    outbox: OutboxWriter,
+    linkedBefore: LinkedBefore | undefined,
+  ): Promise<void> {
     for (const [table, tableEvents] of this.byTable(events)) {
       const applied = await this.tryBulk(db, tableEvents.length, stats, outbox, async (bulkStats, bulkOutbox) =>
-        this.#initial.apply(db, table, tableEvents, await this.#peer(db), bulkStats, bulkOutbox),
+        this.#initial.apply(db, table, tableEvents, await this.#peer(db), bulkStats, bulkOutbox, linkedBefore?.get(table)),
       );
       if (!applied) for (const event of tableEvents) await this.applyOrPark(db, event, batchSeq, stats, outbox);
     }
@@ -167,7 +180,14 @@ export class BatchApplier {
    * the database refused go event by event, in the batch's order, so that
    * only a refused change is parked.
    */
-  private async applyEvents(db: AnyKysely, events: readonly BatchEvent[], batchSeq: number, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+  private async applyEvents(
+    db: AnyKysely,
+    events: readonly BatchEvent[],
+    batchSeq: number,
+    stats: ApplyStats,
+    outbox: OutboxWriter,
+    linkedBefore: LinkedBefore | undefined,
+  ): Promise<void> {
     const mentions = new Map<string, number>();
     const mentionKey = (event: Exclude<BatchEvent, LinksEvent>): string => `${event.table}\u0000${event.id}`;
     for (const event of events) if (event.op !== 'links') mentions.set(mentionKey(event), (mentions.get(mentionKey(event)) ?? 0) + 1);
@@ -175,7 +195,7 @@ export class BatchApplier {
 
     const done = new Set<BatchEvent>();
     for (const [table, tableEvents] of this.byTable(upserts)) {
-      const linked = await localIdsFor(db, this.sync, table.number, tableEvents.map((e) => e.id));
+      const linked = linkedBefore?.get(table) ?? (await localIdsFor(db, this.sync, table.number, tableEvents.map((e) => e.id)));
       const targets = tableEvents.flatMap((event) => {
         const localId = linked.get(event.id);
         return localId === undefined ? [] : [{ event, localId }];
@@ -297,14 +317,21 @@ export class BatchApplier {
     await writeCursor(db, this.sync, 'acked', ack);
   }
 
-  /** MySQL: lock the records the batch touches first, so no application write can slip in between our checks and our writes. */
-  private async lockTargets(db: AnyKysely, events: readonly BatchEvent[]): Promise<void> {
+  /**
+   * MySQL: lock the records the batch touches first, so no application write can slip in between
+   * our checks and our writes. Returns the links it read on the way (see LinkedBefore), so that
+   * applying does not look them up again.
+   */
+  private async lockTargets(db: AnyKysely, events: readonly BatchEvent[]): Promise<LinkedBefore> {
     const records = events.filter((e): e is Exclude<BatchEvent, LinksEvent | VerifyEvent> => e.op !== 'links' && !isVerifyEvent(e));
+    const linkedBefore = new Map<MappedTable, ReadonlyMap<string, string>>();
     for (const [table, tableEvents] of this.byTable(records)) {
       const linked = await localIdsFor(db, this.sync, table.number, tableEvents.map((e) => e.id));
+      linkedBefore.set(table, linked);
       const ids = tableEvents.map((e) => linked.get(e.id) ?? e.peerId).filter((id) => id !== undefined);
       for (const chunk of chunks(ids, 500)) await db.selectFrom(table.name).select(table.key).where(table.key, 'in', chunk).forUpdate().execute();
     }
+    return linkedBefore;
   }
 
   private async applyEvent(db: AnyKysely, event: BatchEvent, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
@@ -325,24 +352,17 @@ export class BatchApplier {
     return this.create(db, table, event, stats, outbox);
   }
 
-  /** Links the peer confirms in bulk: (its id, our id) pairs; those we already hold are skipped. */
+  /**
+   * Links the peer confirms in bulk: (its id, our id) pairs; those we already hold are skipped. Our
+   * ids and the peer's are looked up apart, each through its own index: one query asking for either
+   * (OR) made MariaDB scan the sync's links, and an initial sync confirms every record it sent.
+   */
   private async applyLinks(db: AnyKysely, table: MappedTable, event: LinksEvent): Promise<void> {
     for (const chunk of chunks(event.pairs, 500)) {
-      const known = (await db
-        .selectFrom(stateTables.links)
-        .select(['local_id', 'peer_id'])
-        .where('sync_name', '=', this.sync)
-        .where('table_number', '=', table.number)
-        .where((eb) => eb.or([eb('local_id', 'in', chunk.map(([, ours]) => ours)), eb('peer_id', 'in', chunk.map(([theirs]) => theirs))]))
-        .execute()) as { local_id: string; peer_id: string }[];
-      const taken = new Set(known.flatMap((k) => [`l:${k.local_id}`, `p:${k.peer_id}`]));
-      const fresh = chunk.filter(([theirs, ours]) => !taken.has(`l:${ours}`) && !taken.has(`p:${theirs}`));
-      if (fresh.length === 0) continue;
-      const now = Date.now();
-      await db
-        .insertInto(stateTables.links)
-        .values(fresh.map(([theirs, ours]) => ({ sync_name: this.sync, table_number: table.number, local_id: ours, peer_id: theirs, linked_at: now })))
-        .execute();
+      const oursTaken = await readLinks(db, this.sync, table.number, chunk.map(([, ours]) => ours));
+      const theirsTaken = await localIdsFor(db, this.sync, table.number, chunk.map(([theirs]) => theirs));
+      const fresh = chunk.filter(([theirs, ours]) => !oursTaken.has(ours) && !theirsTaken.has(theirs));
+      await writeLinks(db, this.sync, table.number, fresh.map(([theirs, ours]) => ({ localId: ours, peerId: theirs, bornThere: false })));
     }
   }
 

@@ -35,8 +35,17 @@ export class InitialApplier {
     return this.mapping.name;
   }
 
-  async apply(db: AnyKysely, table: MappedTable, events: readonly InitialEvent[], from: string, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
-    const linked = await localIdsFor(db, this.sync, table.number, events.map((e) => e.id));
+  /** `linked`: the links (the peer's id → ours) of these events' records, when the caller has read them already. */
+  async apply(
+    db: AnyKysely,
+    table: MappedTable,
+    events: readonly InitialEvent[],
+    from: string,
+    stats: ApplyStats,
+    outbox: OutboxWriter,
+    linked?: ReadonlyMap<string, string>,
+  ): Promise<void> {
+    linked ??= await localIdsFor(db, this.sync, table.number, events.map((e) => e.id));
     const found = new Map<InitialEvent, string>();
     const unresolved: InitialEvent[] = [];
     for (const event of events) {
