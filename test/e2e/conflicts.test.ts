@@ -103,6 +103,7 @@ describeEachPair('conflicts', (pair) => {
     });
   }
 
+  // Ten commands and two restarts of both daemons: about 50 s on a loaded machine, so it has twice the usual time.
   it('manual: each side keeps its own value until `conflicts resolve` is run on one side, then both converge', async ({ expect, onTestFinished }) => {
     const cluster = newCluster({ onTestFinished });
     const crm = await createCrmPair(cluster, pair, { conflicts: 'manual' });
@@ -171,5 +172,5 @@ describeEachPair('conflicts', (pair) => {
         expect(list.stdout, `${side.name}: conflicts list shows nothing open`).not.toContain(`${name} by beta`);
       }
     }
-  });
+  }, 120_000);
 });
