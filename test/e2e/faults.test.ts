@@ -256,8 +256,11 @@ describe.concurrent('faults between two daemons [sqlite↔sqlite]', () => {
     expect(refused.map((r) => r.name).sort()).toEqual([garbage, real].sort());
     for (const row of refused) expect(row.reason, `why ${row.name} was refused`).toMatch(/^the batch is not valid JSON \(.*\); it may be cut short$/s);
     expect(refused.find((r) => r.name === real)?.size).toBe(half.length);
-    // Kept aside in rejected/, each with its reason beside it; and said in the log.
-    const rejected = readdirSync(join(download, 'rejected')).sort();
+    // Kept aside in rejected/, each with its reason beside it; and said in the log. The daemon moves a
+    // file there after it has recorded the refusal in its database, so the move may still be under way.
+    const rejectedDir = join(download, 'rejected');
+    await cluster.waitFor('beta to move both files into rejected/', () => existsSync(rejectedDir) && readdirSync(rejectedDir).length >= 4, { timeoutMs: 30_000 });
+    const rejected = readdirSync(rejectedDir).sort();
     for (const name of [real, garbage]) {
       const kept = rejected.filter((file) => file.startsWith(`${name}.`));
       expect(kept, `rejected/ keeps ${name} and its reason`).toHaveLength(2);
