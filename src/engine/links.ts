@@ -4,17 +4,27 @@ import type { EngineContext } from './context.js';
 import { readCursor } from './cursors.js';
 import { chunks } from './outbox.js';
 
-/** Our record id → the peer's, for the given records of one table of one sync. */
-export async function readLinks(db: AnyKysely, sync: string, tableNumber: number, localIds: readonly string[]): Promise<Map<string, string>> {
+/**
+ * Our record id → the peer's, for the given records of one table of one sync;
+ * with `bornThere`, only the links of records created here from the peer's.
+ */
+export async function readLinks(
+  db: AnyKysely,
+  sync: string,
+  tableNumber: number,
+  localIds: readonly string[],
+  options: { readonly bornThere?: boolean } = {},
+): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const chunk of chunks([...new Set(localIds)], 500)) {
-    const rows = (await db
+    let query = db
       .selectFrom(stateTables.links)
       .select(['local_id', 'peer_id'])
       .where('sync_name', '=', sync)
       .where('table_number', '=', tableNumber)
-      .where('local_id', 'in', chunk)
-      .execute()) as { local_id: string; peer_id: string }[];
+      .where('local_id', 'in', chunk);
+    if (options.bornThere === true) query = query.where('born_there', '=', 1);
+    const rows = (await query.execute()) as { local_id: string; peer_id: string }[];
     for (const row of rows) out.set(row.local_id, row.peer_id);
   }
   return out;
@@ -101,22 +111,12 @@ export async function readOrigins(
   for (const mapping of context.mappings) {
     const theirs = mapping.tablesByName.get(table);
     if (theirs === undefined) continue;
-    let peer: string | undefined;
-    for (const chunk of chunks(ids, 500)) {
-      const rows = (await db
-        .selectFrom(stateTables.links)
-        .select(['local_id', 'peer_id'])
-        .where('sync_name', '=', mapping.name)
-        .where('table_number', '=', theirs.number)
-        .where('local_id', 'in', chunk)
-        .where('born_there', '=', 1)
-        .execute()) as { local_id: string; peer_id: string }[];
-      if (rows.length === 0) continue;
-      peer ??= await readCursor(db, mapping.name, 'peer');
-      // Written with the first batch the peer sent, before any record could be created from it.
-      if (peer === undefined) throw new Error(`sync "${mapping.name}" has records created from its peer's but does not know the peer's name`);
-      for (const row of rows) out.set(row.local_id, `${peer}/${row.peer_id}`);
-    }
+    const bornThere = await readLinks(db, mapping.name, theirs.number, ids, { bornThere: true });
+    if (bornThere.size === 0) continue;
+    const peer = await readCursor(db, mapping.name, 'peer');
+    // Written with the first batch the peer sent, before any record could be created from it.
+    if (peer === undefined) throw new Error(`sync "${mapping.name}" has records created from its peer's but does not know the peer's name`);
+    for (const [localId, peerId] of bornThere) out.set(localId, `${peer}/${peerId}`);
   }
   for (const chunk of chunks(ids, 500)) {
     const rows = (await db
