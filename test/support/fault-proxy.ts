@@ -148,14 +148,20 @@ export class FaultProxy {
     }
   }
 
-  #forward(client: Socket, fault: Fault, connection: ProxiedConnection): void {
-    if (client.destroyed) return;
+  /** A connection to the target tied to the client's: either one failing or closing ends both. */
+  #connectUpstream(client: Socket): Socket {
     const upstream = net.connect(this.target.port, this.target.host);
     this.#track(upstream);
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
+    return upstream;
+  }
+
+  #forward(client: Socket, fault: Fault, connection: ProxiedConnection): void {
+    if (client.destroyed) return;
+    const upstream = this.#connectUpstream(client);
     const requests = fault.kind === 'cut-body' && fault.in === 'request' ? new AnswerTracker() : undefined;
     client.on('data', (data: Buffer) => {
       if (requests !== undefined && fault.kind === 'cut-body') {
@@ -214,12 +220,7 @@ export class FaultProxy {
    * has answered the second copy too.
    */
   #duplicate(client: Socket, fault: Extract<Fault, { kind: 'duplicate' }>, connection: ProxiedConnection): void {
-    const upstream = net.connect(this.target.port, this.target.host);
-    this.#track(upstream);
-    upstream.on('error', () => client.destroy());
-    client.on('error', () => upstream.destroy());
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
+    const upstream = this.#connectUpstream(client);
     const requests = new MessageFramer();
     /** Requests that went by whole before the chosen one: their answers pass. */
     let before = 0;
