@@ -74,12 +74,13 @@ type StateTableName = (typeof stateTables)[keyof typeof stateTables];
  * tablesync's tables that a backup copies, each with its primary key (see
  * state-tables.ts), in the order they are restored. `tablesync_meta` is the
  * header's stateSchemaVersion; `tablesync_applier` is empty outside the
- * applier's own transactions; the verify tables hold only what a running
- * `tablesync verify` waits for, meaningless once restored. A new state
+ * applier's own transactions; the verify tables and the peers' backup
+ * reports hold only what a running `verify` or `initial-sync` waits for,
+ * meaningless once restored. A new state
  * table fails to compile here until it is added.
  */
 export const backedUpStateTables: Readonly<
-  Record<Exclude<StateTableName, 'tablesync_meta' | 'tablesync_applier' | 'tablesync_verify_runs' | 'tablesync_verify_replies'>, readonly string[]>
+  Record<Exclude<StateTableName, 'tablesync_meta' | 'tablesync_applier' | 'tablesync_verify_runs' | 'tablesync_verify_replies' | 'tablesync_peer_backups'>, readonly string[]>
 > = {
   [stateTables.journal]: ['seq'],
   [stateTables.links]: ['sync_name', 'table_number', 'local_id'],

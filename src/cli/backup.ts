@@ -1,8 +1,7 @@
-import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { BackupFileError } from '../backup/backup-error.js';
+import { resolve } from 'node:path';
 import type { BackupTable } from '../backup/backup-format.js';
-import { writeBackup, syncedTablesHoldData, type BackupReport, type BackupSource } from '../backup/backup-writer.js';
+import { writeBackup, type BackupOptions, type BackupReport, type BackupSource } from '../backup/backup-writer.js';
+import { takeSafetyBackup } from '../backup/safety-backup.js';
 import type { InstanceConfig } from '../config/types.js';
 import { Instance } from '../engine/instance.js';
 import { UsageError } from '../errors.js';
@@ -50,45 +49,43 @@ export function tableLines(tables: readonly BackupTable[], rows: (table: string)
 
 /** Writes a backup, with a progress bar when `out` is a terminal. */
 async function backupWithProgress(source: BackupSource, file: string, out: NodeJS.WriteStream | NodeJS.WritableStream, password?: string): Promise<BackupReport> {
-  const progress = 'isTTY' in out && out.isTTY === true ? new ProgressReport(out, 'written') : undefined;
+  const progress = backupProgress(out);
   try {
-    return await writeBackup(source, file, {
-      ...(password === undefined ? {} : { password }),
-      ...(progress === undefined ? {} : { onProgress: (p) => progress.update({ part: `backup: ${p.table}`, count: p.rows, total: p.total, done: p.done }) }),
-    });
+    return await writeBackup(source, file, { ...(password === undefined ? {} : { password }), ...progress.options });
   } finally {
-    progress?.end();
+    progress.end();
   }
 }
 
+/** A bar per table while a backup is written, on a terminal only (a log file should not fill with bars). */
+function backupProgress(out: NodeJS.WriteStream | NodeJS.WritableStream): { options: Pick<BackupOptions, 'onProgress'>; end(): void } {
+  if (!('isTTY' in out && out.isTTY === true)) return { options: {}, end: () => undefined };
+  const progress = new ProgressReport(out, 'written');
+  return {
+    options: { onProgress: (p) => progress.update({ part: `backup: ${p.table}`, count: p.rows, total: p.total, done: p.done }) },
+    end: () => progress.end(),
+  };
+}
+
 /**
- * The safety backup before an initial sync, when the synced tables hold
- * data: into `dir` (default: `backups/` beside the configuration file),
- * named after the instance and the time. Not encrypted (the command takes
- * no password), and readable by its owner only. Returns the file, or
- * undefined when there was nothing to back up.
+ * The safety backup of this side before an initial sync, when the synced
+ * tables hold data: into `dir`, or the configuration's `backups.dir`
+ * (default: `backups/` beside the configuration file). Not encrypted (the
+ * command takes no password), and readable by its owner only. Returns the
+ * file, or undefined when there was nothing to back up.
  */
 export async function safetyBackup(source: BackupSource, dir: string | undefined, out: NodeJS.WriteStream | NodeJS.WritableStream): Promise<string | undefined> {
-  if (!(await syncedTablesHoldData(source))) return undefined;
-  const folder = resolve(dir ?? join(resolve(source.config.file, '..'), 'backups'));
   // The default folder is beside the configuration file, which is often not the command's to write:
   // /etc/tablesync under systemd, a read-only mount in a container. Say where else to go.
-  const elsewhere =
-    dir === undefined
-      ? 'give a folder this user can write with --backup-dir (under systemd or in the container: --backup-dir /var/lib/tablesync/backups), or skip it with --no-backup'
-      : 'give a folder this user can write with --backup-dir, or skip it with --no-backup';
-  await mkdir(folder, { recursive: true, mode: 0o700 }).catch((err: Error) => {
-    throw new BackupFileError(`cannot create the folder for the safety backup, ${folder}: ${err.message}; ${elsewhere}`, { cause: err });
-  });
-  const stamp = new Date().toISOString().replace(/[-:]/g, '');
-  const file = join(folder, `${source.config.instance}-before-initial-sync-${stamp}.tsbackup`);
-  const report = await backupWithProgress(source, file, out).catch((err: unknown) => {
-    // A folder that exists but is not ours to write fails only here.
-    if (err instanceof BackupFileError) throw new BackupFileError(`${err.message}; ${elsewhere}`, { cause: err });
-    throw err;
-  });
+  const remedy =
+    'give a folder this user can write with --backup-dir or with backups.dir in the configuration file ' +
+    '(under systemd or in the container: /var/lib/tablesync/backups), or skip it with --no-backup';
+  const progress = backupProgress(out);
+  const outcome = await takeSafetyBackup(source, dir ?? source.config.backups.dir, remedy, progress.options.onProgress).finally(() => progress.end());
+  if (outcome.kind === 'empty') return undefined;
+  const { file, total } = outcome.report;
   out.write(
-    `safety backup of the synced tables and tablesync's state (${plural(report.total, 'row')}): ${file}\n` +
+    `safety backup of the synced tables and tablesync's state (${plural(total, 'row')}): ${file}\n` +
       `  to go back to it: tablesync restore -c ${source.config.file} -i ${file}\n`,
   );
   return file;

@@ -54,6 +54,12 @@ export class ProgressReport {
     }
   }
 
+  /** Writes lines of text between updates: the bar, if one is open, goes on below them. */
+  note(text: string): void {
+    this.end();
+    this.out.write(text);
+  }
+
   /** Ends the bar's line, so that what is written next starts on a line of its own. */
   end(): void {
     if (this.#open) this.out.write('\n');

@@ -144,6 +144,7 @@ function normalise(raw: RawConfig, file: string, baseDir: string): InstanceConfi
     }),
     log: { level: raw.log.level },
     health: { peerTimeoutMs: peerTimeoutMs(raw) },
+    backups: { dir: at(raw.backups.dir ?? 'backups') },
     ...(raw.users !== undefined && { users: raw.users }),
     syncs: raw.syncs.map((sync) => normaliseSync(sync, at)),
   };

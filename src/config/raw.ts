@@ -53,6 +53,7 @@ export interface RawConfig {
   tls?: { cert?: string; key?: string; ca?: string };
   log: { level: LogLevel };
   health: { peerTimeout?: string };
+  backups: { dir?: string };
   users?: { table: string; key: string; login?: string; fullName?: string };
   syncs: RawSync[];
 }

@@ -176,6 +176,12 @@ export const configSchema = {
         peerTimeout: duration,
       },
     },
+    backups: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: { dir: nonEmptyString },
+    },
     users: {
       type: 'object',
       additionalProperties: false,

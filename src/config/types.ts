@@ -44,6 +44,12 @@ export interface HealthConfig {
   readonly peerTimeoutMs: number;
 }
 
+/** Where the safety backups before an initial sync go, on either side of it. */
+export interface BackupsConfig {
+  /** An absolute path; by default `backups/` beside the configuration file. */
+  readonly dir: string;
+}
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface UsersConfig {
@@ -130,6 +136,7 @@ export interface InstanceConfig {
   readonly tls?: TlsConfig;
   readonly log: { readonly level: LogLevel };
   readonly health: HealthConfig;
+  readonly backups: BackupsConfig;
   readonly users?: UsersConfig;
   readonly syncs: readonly SyncConfig[];
   /** What loading found that does not stop tablesync but should be fixed (a password file others can read); shown by run, setup and check. */

@@ -17,6 +17,8 @@ export const stateTables = {
   verifyRuns: 'tablesync_verify_runs',
   /** The peer's replies to a verify run, as they arrived, until the command has read them. */
   verifyReplies: 'tablesync_verify_replies',
+  /** What each peer did about the safety backup an initial sync from here asked of it, for the waiting command. */
+  peerBackups: 'tablesync_peer_backups',
   /** SQLite only: a row here, inside the applier's transaction, tells the triggers to stand aside. */
   applier: 'tablesync_applier',
 } as const;

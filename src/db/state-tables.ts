@@ -211,6 +211,26 @@ const migrations: readonly Migration[] = [
         .execute();
     },
   },
+  {
+    version: 5,
+    description: 'what a peer did about the safety backup an initial sync asked of it',
+    async up(db) {
+      // The peer's answer to an initial sync's start (src/engine/initial-start.ts), kept for the
+      // `initial-sync` command that waits for it: where the peer's backup went, or why it failed.
+      await db.schema
+        .createTable(stateTables.peerBackups)
+        .ifNotExists()
+        .addColumn('sync_name', 'varchar(64)', (c) => c.notNull())
+        .addColumn('run_id', 'varchar(64)', (c) => c.notNull())
+        .addColumn('outcome', 'varchar(16)', (c) => c.notNull())
+        .addColumn('file', 'text')
+        .addColumn('rows', 'bigint')
+        .addColumn('error', 'text')
+        .addColumn('reported_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('tablesync_peer_backups_pk', ['sync_name', 'run_id'])
+        .execute();
+    },
+  },
 ];
 
 /** The state schema version this build of tablesync writes. */

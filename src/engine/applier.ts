@@ -5,7 +5,7 @@ import { stateTables } from '../db/state-names.js';
 import type { ColumnSchema } from '../db/schema-types.js';
 import { updateRows, type RowUpdate } from '../db/update-rows.js';
 import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
-import type { Batch, BatchEvent, DeleteEvent, InitialEvent, LinksEvent, UpsertEvent, WireValue } from '../protocol/batch.js';
+import { isInitialStartMessage, type Batch, type BatchEvent, type DeleteEvent, type InitialEvent, type LinksEvent, type RecordEvent, type TableEvent, type UpsertEvent, type WireValue } from '../protocol/batch.js';
 import { InitialApplier } from './initial-applier.js';
 import { queueBatch } from './batch-builder.js';
 import { BatchRefused } from '../protocol/decode.js';
@@ -19,7 +19,8 @@ import { chunks, OutboxWriter } from './outbox.js';
 import { checkWire, fromWire, toWire } from './values.js';
 import { VersionClock } from './versions.js';
 import { VerifyDesk } from './verify-desk.js';
-import { isVerifyEvent, type VerifyEvent } from '../protocol/verify-events.js';
+import { isVerifyEvent } from '../protocol/verify-events.js';
+import { InitialStarts } from './initial-start.js';
 
 export interface ApplyStats {
   events: number;
@@ -68,6 +69,8 @@ export class BatchApplier {
   readonly #initial: InitialApplier;
   /** `tablesync verify`'s requests and replies: answered or stored here, in the batch's transaction. */
   readonly #verify: VerifyDesk;
+  /** Initial syncs' starts: the safety backup taken before a start is applied, and the answers about it. */
+  readonly #starts: InitialStarts;
   /** The sending instance of the batch in hand. */
   #from: string | undefined;
 
@@ -76,6 +79,7 @@ export class BatchApplier {
     private readonly mapping: SyncMapping,
   ) {
     this.#verify = new VerifyDesk(context, mapping);
+    this.#starts = new InitialStarts(context, mapping);
     this.#initial = new InitialApplier(context, mapping, (db, table, fieldNumber, wire, peerRecord) => {
       const field = table.fieldsByNumber.get(fieldNumber);
       return field === undefined ? undefined : this.localValue(db, table, field, wire, peerRecord);
@@ -94,7 +98,7 @@ export class BatchApplier {
     }
     batch.events.forEach((event, index) => {
       // A verify event names no field to write; the desk answers what it cannot verify instead of refusing the batch.
-      if (isVerifyEvent(event)) return;
+      if (isVerifyEvent(event) || isInitialStartMessage(event)) return;
       const where = `event ${index}`;
       const table = this.mapping.tablesByNumber.get(event.table);
       if (table === undefined) throw new BatchRefused(`${where} names table ${event.table}, which sync "${this.sync}" does not sync here`);
@@ -113,8 +117,10 @@ export class BatchApplier {
     });
   }
 
+  /** Throws SafetyBackupFailed, applying nothing, when the batch starts an initial sync and the backup it asks for fails. */
   async apply(batch: Batch): Promise<ApplyOutcome> {
     this.validate(batch);
+    await this.#starts.prepare(batch);
     const { database } = this.context;
     const lock = database.adapter.lockingReads;
     return database.asApplier(async (db) => {
@@ -138,7 +144,10 @@ export class BatchApplier {
       const outbox = new OutboxWriter();
       this.#from = batch.from;
       const initial = batch.events.filter((e): e is InitialEvent => e.op === 'initial');
-      if (initial.length > 0 && initial.length === batch.events.length) {
+      const starts = batch.events.filter(isInitialStartMessage);
+      if (initial.length > 0 && initial.length + starts.length === batch.events.length) {
+        // An initial sync's batch, the first of which begins with the sync's start.
+        for (const start of starts) await this.#starts.apply(db, start);
         await this.applyInitialBatch(db, initial, batch.seq, stats, outbox, linkedBefore);
       } else {
         await this.applyEvents(db, batch.events, batch.seq, stats, outbox, linkedBefore);
@@ -189,8 +198,8 @@ export class BatchApplier {
     linkedBefore: LinkedBefore | undefined,
   ): Promise<void> {
     const mentions = new Map<string, number>();
-    const mentionKey = (event: Exclude<BatchEvent, LinksEvent>): string => `${event.table}\u0000${event.id}`;
-    for (const event of events) if (event.op !== 'links') mentions.set(mentionKey(event), (mentions.get(mentionKey(event)) ?? 0) + 1);
+    const mentionKey = (event: Exclude<TableEvent, LinksEvent>): string => `${event.table}\u0000${event.id}`;
+    for (const event of events) if (event.op !== 'links' && !isInitialStartMessage(event)) mentions.set(mentionKey(event), (mentions.get(mentionKey(event)) ?? 0) + 1);
     const upserts = events.filter((e): e is UpsertEvent => e.op === 'upsert' && mentions.get(mentionKey(e)) === 1);
 
     const done = new Set<BatchEvent>();
@@ -204,11 +213,16 @@ export class BatchApplier {
       const applied = await this.tryBulk(db, targets.length, stats, outbox, (bulkStats, bulkOutbox) => this.updateRecords(db, table, targets, bulkStats, bulkOutbox));
       if (applied) for (const { event } of targets) done.add(event);
     }
-    for (const event of events) if (!done.has(event)) await this.applyOrPark(db, event, batchSeq, stats, outbox);
+    for (const event of events) {
+      if (done.has(event)) continue;
+      // Not parked when it fails: it writes only tablesync's own tables, so a failure is not the data's.
+      if (isInitialStartMessage(event)) await this.#starts.apply(db, event);
+      else await this.applyOrPark(db, event, batchSeq, stats, outbox);
+    }
   }
 
   /** Events grouped by the table they name here, in order; a table not synced here has none. */
-  private byTable<E extends BatchEvent>(events: readonly E[]): Map<MappedTable, E[]> {
+  private byTable<E extends TableEvent>(events: readonly E[]): Map<MappedTable, E[]> {
     const out = new Map<MappedTable, E[]>();
     for (const event of events) {
       const table = this.mapping.tablesByNumber.get(event.table);
@@ -268,7 +282,7 @@ export class BatchApplier {
   }
 
   /** Applies one event, or parks it with the reason the database gave. */
-  private async applyOrPark(db: AnyKysely, event: BatchEvent, batchSeq: number, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+  private async applyOrPark(db: AnyKysely, event: TableEvent, batchSeq: number, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
     const reason = await this.tryEvent(db, event, stats, outbox);
     if (reason === undefined) return;
     await db
@@ -293,7 +307,7 @@ export class BatchApplier {
    * only the event's own writes are undone and the reason is returned; any
    * other error ends the whole transaction.
    */
-  async tryEvent(db: AnyKysely, event: BatchEvent, stats: ApplyStats, outbox: OutboxWriter): Promise<string | undefined> {
+  async tryEvent(db: AnyKysely, event: TableEvent, stats: ApplyStats, outbox: OutboxWriter): Promise<string | undefined> {
     const own = new OutboxWriter();
     await sql.raw('SAVEPOINT tablesync_event').execute(db);
     try {
@@ -323,7 +337,7 @@ export class BatchApplier {
    * applying does not look them up again.
    */
   private async lockTargets(db: AnyKysely, events: readonly BatchEvent[]): Promise<LinkedBefore> {
-    const records = events.filter((e): e is Exclude<BatchEvent, LinksEvent | VerifyEvent> => e.op !== 'links' && !isVerifyEvent(e));
+    const records = events.filter((e): e is Exclude<RecordEvent, LinksEvent> => e.op !== 'links' && !isVerifyEvent(e) && !isInitialStartMessage(e));
     const linkedBefore = new Map<MappedTable, ReadonlyMap<string, string>>();
     for (const [table, tableEvents] of this.byTable(records)) {
       const linked = await localIdsFor(db, this.sync, table.number, tableEvents.map((e) => e.id));
@@ -334,7 +348,7 @@ export class BatchApplier {
     return linkedBefore;
   }
 
-  private async applyEvent(db: AnyKysely, event: BatchEvent, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
+  private async applyEvent(db: AnyKysely, event: TableEvent, stats: ApplyStats, outbox: OutboxWriter): Promise<void> {
     if (isVerifyEvent(event)) return this.#verify.apply(db, event, outbox);
     const table = this.mapping.tablesByNumber.get(event.table);
     if (table === undefined) return;

@@ -2,11 +2,13 @@ import type { AnyKysely } from '../db/dialect.js';
 import { readKeysetPage } from '../db/keyset.js';
 import { stateTables } from '../db/state-names.js';
 import { UsageError } from '../errors.js';
+import { groupBy } from '../group-by.js';
 import type { MappedField, MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
-import type { InitialEvent, WireValue } from '../protocol/batch.js';
+import type { InitialEvent, InitialStartEvent, WireValue } from '../protocol/batch.js';
 import { queueBatch } from './batch-builder.js';
 import type { EngineContext } from './context.js';
 import { readCursor, readSeq, writeCursor } from './cursors.js';
+import { initialStart } from './initial-start.js';
 import { readLinks, readOrigins } from './links.js';
 import { toWire } from './values.js';
 
@@ -100,6 +102,8 @@ export function initialSyncParts(
  */
 export class InitialSync {
   #stopped = false;
+  /** Per sync, the start that its next chunk carries (see announce). */
+  readonly #starts = new Map<string, InitialStartEvent>();
 
   constructor(
     private readonly context: EngineContext,
@@ -114,6 +118,28 @@ export class InitialSync {
     this.#stopped = true;
   }
 
+  /**
+   * Starts this initial sync for each sync whose parts begin from their
+   * first row (a resumed run was announced when it began): the start, which
+   * asks the peer to back itself up first unless `backup` is false, travels
+   * at the head of the sync's first chunk, so that the peer backs up right
+   * before the rows that change it, and never for a run that sent nothing.
+   * Returns the run's id by sync name, which the peer's answer names (see
+   * readPeerBackup).
+   */
+  async announce(backup: boolean): Promise<Map<string, string>> {
+    const runs = new Map<string, string>();
+    for (const [mapping, parts] of groupBy(this.parts, (p) => p.mapping)) {
+      const fresh: number[] = [];
+      for (const part of parts) if ((await readCursor(this.context.database.kysely, mapping.name, cursorName(part))) === undefined) fresh.push(part.table.number);
+      if (fresh.length === 0) continue;
+      const start = initialStart([...new Set(fresh)], backup);
+      this.#starts.set(mapping.name, start);
+      runs.set(mapping.name, start.id);
+    }
+    return runs;
+  }
+
   async run(): Promise<{ rows: number; lastSeq: number }> {
     let rows = 0;
     let lastSeq = 0;
@@ -123,6 +149,7 @@ export class InitialSync {
         if (this.#stopped) return { rows, lastSeq };
         await this.#waitForRoom(part.mapping.name);
         const chunk = await this.context.database.transaction((db) => this.#queueChunk(db, part));
+        if (chunk.seq !== undefined) this.#starts.delete(part.mapping.name);
         this.onProgress({ ...this.#describe(part), queued: chunk.position.queued, total, done: chunk.position.done });
         if (chunk.seq !== undefined) lastSeq = Math.max(lastSeq, chunk.seq);
         rows += chunk.rows;
@@ -193,10 +220,12 @@ export class InitialSync {
     const ids = rows.map((r) => String(r[table.key]));
     const links = await readLinks(db, mapping.name, table.number, ids);
     const origins = await readOrigins(db, this.context, table.name, ids);
-    const events: InitialEvent[] = [];
-    const serialized: string[] = [];
+    const start = this.#starts.get(mapping.name);
+    const events: (InitialEvent | InitialStartEvent)[] = start === undefined ? [] : [start];
+    const serialized = events.map((event) => JSON.stringify(event));
     // The batch must fit the transport: stop before the row that would overflow it (the first one always goes).
-    let bytes = 512;
+    let bytes = 512 + (serialized[0]?.length ?? 0);
+    const firstRow = events.length;
     for (const row of rows) {
       const id = String(row[table.key]);
       const record: Record<string, WireValue> = {};
@@ -217,17 +246,19 @@ export class InitialSync {
       };
       const text = JSON.stringify(event);
       const size = Buffer.byteLength(text) + 1;
-      if (events.length > 0 && bytes + size > this.maxBatchBytes) break;
+      if (events.length > firstRow && bytes + size > this.maxBatchBytes) break;
       bytes += size;
       events.push(event);
       serialized.push(text);
     }
 
     const { seq } = (await queueBatch(this.context, db, mapping.name, events, serialized)).batch;
+    const sent = events.length - firstRow;
+    // At least one row went (the first always does), so the last event is a row's.
     const last = events.at(-1)?.id ?? position.last;
-    const next: Position = { last, queued: position.queued + events.length, done: false };
+    const next: Position = { last, queued: position.queued + sent, done: false };
     await writeCursor(db, mapping.name, cursor, JSON.stringify(next));
-    return { rows: events.length, seq, position: next };
+    return { rows: sent, seq, position: next };
   }
 }
 

@@ -2,7 +2,7 @@ import type { AnyKysely } from '../db/dialect.js';
 import { stateTables } from '../db/state-names.js';
 import { UsageError } from '../errors.js';
 import type { MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
-import type { BatchEvent, WireValue } from '../protocol/batch.js';
+import type { TableEvent, WireValue } from '../protocol/batch.js';
 import { BatchApplier, emptyStats } from './applier.js';
 import { mappingFor, type EngineContext } from './context.js';
 import { readVersions, versionOf, writeVersions, type RecordVersions } from './field-versions.js';
@@ -142,7 +142,7 @@ export async function retryParked(context: EngineContext, id?: number): Promise<
     const mapping = mappingFor(context, row.sync_name);
     const applier = new BatchApplier(context, mapping);
     const reason = await withCurrentVersions(context, async (db, _clock, outbox) => {
-      const failure = await applier.tryEvent(db, JSON.parse(row.event) as BatchEvent, emptyStats(), outbox);
+      const failure = await applier.tryEvent(db, JSON.parse(row.event) as TableEvent, emptyStats(), outbox);
       if (failure === undefined) await db.deleteFrom(stateTables.parked).where('id', '=', row.id).execute();
       else await db.updateTable(stateTables.parked).set({ reason: failure, attempts: row.attempts + 1 }).where('id', '=', row.id).execute();
       return failure;

@@ -7,6 +7,7 @@ import type { Transport } from '../transports/transport.js';
 import { BatchApplier } from './applier.js';
 import { buildBatch } from './batch-builder.js';
 import { ClockSkewWatch } from './clock-skew.js';
+import { SafetyBackupFailed } from './initial-start.js';
 import type { EngineContext } from './context.js';
 import { readSeq, writeCursor } from './cursors.js';
 import { absorbJournal, journalPassSize } from './journal-reader.js';
@@ -123,6 +124,12 @@ export class SyncSession {
         }
         await incoming.done();
       } catch (err) {
+        if (err instanceof SafetyBackupFailed) {
+          // The batch stays where it is, and so do those behind it: they are tried again at a later exchange.
+          if (err.attempted) this.logger.error({ batch: incoming.name, err: err.cause }, err.message);
+          else this.logger.debug({ batch: incoming.name }, `still waiting for the safety backup to succeed: ${err.message}`);
+          return;
+        }
         if (!(err instanceof BatchRefused)) throw err;
         report.refused += 1;
         this.meter.refused();

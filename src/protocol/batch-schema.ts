@@ -24,7 +24,7 @@ export const patternMeanings: ReadonlyMap<string, string> = new Map([
   [versionPattern, 'a version such as 0001700000000000.000001.alpha, or empty'],
   [originPattern, 'a birthplace such as alpha/42 (an instance name, a slash, a record id)'],
   [base64Pattern, 'base64 text'],
-  [verifyRunPattern, 'a verify run id (32 hexadecimal digits, lower case)'],
+  [verifyRunPattern, 'a run id (32 hexadecimal digits, lower case)'],
   [digestPattern, 'a SHA-256 digest (64 hexadecimal digits, lower case)'],
 ]);
 
@@ -227,6 +227,32 @@ const verifyPushReply = {
   properties: { op: { const: 'verify-push-reply' }, table: tableNumber, id: verifyRun, chunk: verifyChunkNumber, queued: counter, error: verifyError },
 } as const;
 
+const initialStartEvent = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['op', 'id', 'backup', 'tables'],
+  properties: {
+    op: { const: 'initial-start' },
+    id: verifyRun,
+    backup: { type: 'boolean' },
+    tables: { type: 'array', minItems: 1, maxItems: 1000, items: tableNumber },
+  },
+} as const;
+
+const initialStartReply = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['op', 'id', 'outcome'],
+  properties: {
+    op: { const: 'initial-start-reply' },
+    id: verifyRun,
+    outcome: { enum: ['taken', 'empty', 'skipped', 'failed'] },
+    file: { type: 'string', minLength: 1, maxLength: 4096 },
+    rows: counter,
+    error: { type: 'string', minLength: 1, maxLength: 4096 },
+  },
+} as const;
+
 export const batchSchema = {
   $id: 'https://tablesync.dev/schema/batch-v1.json',
   type: 'object',
@@ -246,7 +272,7 @@ export const batchSchema = {
         type: 'object',
         required: ['op'],
         properties: {
-          op: { enum: ['upsert', 'delete', 'initial', 'links', 'verify-chunk', 'verify-chunk-reply', 'verify-groups', 'verify-groups-reply', 'verify-push', 'verify-push-reply'] },
+          op: { enum: ['upsert', 'delete', 'initial', 'links', 'verify-chunk', 'verify-chunk-reply', 'verify-groups', 'verify-groups-reply', 'verify-push', 'verify-push-reply', 'initial-start', 'initial-start-reply'] },
         },
         discriminator: { propertyName: 'op' },
         oneOf: [
@@ -260,6 +286,8 @@ export const batchSchema = {
           verifyGroupsReply,
           verifyPushEvent,
           verifyPushReply,
+          initialStartEvent,
+          initialStartReply,
         ],
       },
     },

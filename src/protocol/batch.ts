@@ -88,8 +88,51 @@ export interface LinksEvent {
   readonly pairs: readonly (readonly [string, string])[];
 }
 
-/** With `tablesync verify`'s requests and replies (verify-events.ts), which write no application table. */
-export type BatchEvent = UpsertEvent | DeleteEvent | InitialEvent | LinksEvent | VerifyEvent;
+/**
+ * Sent by `tablesync initial-sync` as the first event of its first batch of
+ * rows for the sync: the receiver backs up its synced tables and its tablesync state
+ * before it applies this batch, unless `backup` is false or those tables are
+ * empty, and answers with an InitialStartReply. A receiver that cannot make
+ * the backup applies nothing more from this peer until it can: the rows
+ * behind it never overwrite data that was asked to be kept.
+ */
+export interface InitialStartEvent {
+  readonly op: 'initial-start';
+  /** This initial sync's id (32 hexadecimal digits), which the reply names. */
+  readonly id: string;
+  /** False when the sender was run with `--no-backup`. */
+  readonly backup: boolean;
+  /** The table numbers this initial sync sends. */
+  readonly tables: readonly number[];
+}
+
+/** What the receiver did about the backup an InitialStartEvent asked for. */
+export interface InitialStartReply {
+  readonly op: 'initial-start-reply';
+  readonly id: string;
+  /** `taken`: a backup is at `file`; `empty`: the synced tables held no rows; `skipped`: not asked; `failed`: see `error` (the batch waits). */
+  readonly outcome: 'taken' | 'empty' | 'skipped' | 'failed';
+  /** The backup file, on the receiver's machine. */
+  readonly file?: string;
+  /** Rows in the backup. */
+  readonly rows?: number;
+  readonly error?: string;
+}
+
+export type InitialStartMessage = InitialStartEvent | InitialStartReply;
+
+/** With `tablesync verify`'s requests and replies (verify-events.ts) and the initial sync's start, which write no application table. */
+export type BatchEvent = UpsertEvent | DeleteEvent | InitialEvent | LinksEvent | VerifyEvent | InitialStartMessage;
+
+/** Events that carry a record (or links) of a synced table. */
+export type RecordEvent = Exclude<BatchEvent, VerifyEvent | InitialStartMessage>;
+
+/** Events that name a table by its number: all but the initial sync's start and its answer. */
+export type TableEvent = Exclude<BatchEvent, InitialStartMessage>;
+
+export function isInitialStartMessage(event: { readonly op: string }): event is InitialStartMessage {
+  return event.op === 'initial-start' || event.op === 'initial-start-reply';
+}
 
 export interface Batch {
   readonly protocol: typeof protocolVersion;

@@ -353,11 +353,8 @@ describe('the safety backup before initial-sync', () => {
     const file = match?.[1] ?? '';
     expect(file.startsWith(join(dir, 'backups', 'east-before-initial-sync-'))).toBe(true);
     expect(output).toContain(`to go back to it: tablesync restore -c ${source.file} -i ${file}`);
-    // This side only: the receiving side is the user's to back up, on its machine; no peer has been heard from yet.
-    expect(output).toContain(
-      'the receiving side is not backed up by this command: back up the peer of sync hq on its own machine before an initial sync, with\n' +
-        '  tablesync backup -c <its configuration file> -o <a new file>\n',
-    );
+    // The receiving side backs itself up, and says where (test/e2e/initial-backup.test.ts); no peer has been heard from yet.
+    expect(output).toContain('the receiving side backs itself up before it applies any of these rows: the peer of sync hq; ');
 
     // The backup holds the state as it was before the initial sync queued its batch.
     const target = await side(dialectCase('sqlite'), 'target');
@@ -374,8 +371,8 @@ describe('the safety backup before initial-sync', () => {
 
     await seed(source, 3);
     const skipped = await initialSync(source, '--restart', '--no-backup');
-    expect(skipped).not.toContain('safety backup');
-    expect(skipped, 'the peer needs its backup whether or not this side takes one').toContain('the receiving side is not backed up by this command');
+    expect(skipped).not.toContain('safety backup of');
+    expect(skipped, 'nor is the peer asked for one').toContain('--no-backup: the receiving side takes no safety backup either: the peer of sync hq');
     expect(existsSync(join(dir, 'backups'))).toBe(false);
 
     const elsewhere = join(dir, 'safe', 'place');
@@ -393,7 +390,13 @@ describe('the safety backup before initial-sync', () => {
     const result = await runCli(['initial-sync', '-c', source.file]);
     expect(result.code, result.stdout).toBe(1);
     expect(result.stderr.startsWith(`tablesync: cannot create the folder for the safety backup, ${join(dir, 'backups')}: `), result.stderr).toBe(true);
-    expect(result.stderr.endsWith('; give a folder this user can write with --backup-dir (under systemd or in the container: --backup-dir /var/lib/tablesync/backups), or skip it with --no-backup\n')).toBe(true);
+    expect(
+      result.stderr.endsWith(
+        '; give a folder this user can write with --backup-dir or with backups.dir in the configuration file ' +
+          '(under systemd or in the container: /var/lib/tablesync/backups), or skip it with --no-backup\n',
+      ),
+      result.stderr,
+    ).toBe(true);
     expect(result.stdout).not.toContain('queued');
     const [queued] = await source.app.query<{ n: number }>('SELECT COUNT(*) AS n FROM tablesync_batches_out');
     expect(queued?.n, 'nothing queued for the peer').toBe(0);

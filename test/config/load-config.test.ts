@@ -74,6 +74,7 @@ describe('defaults', () => {
       database: { dialect: 'sqlite', file: '/var/lib/tablesync/anna.sqlite' },
       log: { level: 'info' },
       health: { peerTimeoutMs: 300_000 },
+      backups: { dir: '/srv/tablesync/backups' },
       syncs: [
         {
           name: 'hq',

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import { captureSpecs, installCapture, inspectCapture } from '../../src/db/capture.js';
 import { Database } from '../../src/db/database.js';
 import type { AnyKysely } from '../../src/db/dialect.js';
+import { stateSchemaVersion } from '../../src/db/state-tables.js';
 import { describeEachDialect, type AppConnection, type TestDatabase } from '../support/databases.js';
 import { startAppWriter } from '../support/app-writer.js';
 import { instanceConfig } from '../support/instance.js';
@@ -52,12 +53,12 @@ describeEachDialect('change capture', (dialect) => {
 
   it('installs state tables and three triggers per table, and a second setup changes nothing', async () => {
     const first = await install();
-    expect(first.state).toEqual({ from: 0, to: 4 });
+    expect(first.state).toEqual({ from: 0, to: stateSchemaVersion });
     expect(first.created.map((t) => t.table)).toEqual(['clients', 'clients', 'clients']);
     expect(first.dropped).toEqual([]);
 
     const second = await install();
-    expect(second.state).toEqual({ from: 4, to: 4 });
+    expect(second.state).toEqual({ from: stateSchemaVersion, to: stateSchemaVersion });
     expect(second.created).toEqual([]);
     expect(second.dropped).toEqual([]);
     expect(second.unchanged.map((t) => t.name).sort()).toEqual(first.created.map((t) => t.name).sort());

@@ -191,6 +191,8 @@ export class SyncInstance {
   tls: { cert?: string; key?: string; ca?: string } | undefined;
   /** Environment variables the daemon runs with, besides the test's own (a shifted clock, say). */
   env: NodeJS.ProcessEnv = {};
+  /** The instance's `backups.dir`; by default tablesync's (`backups/` beside the file, which the cluster's instances share). */
+  backupsDir: string | undefined;
   /** Work to finish before the file can be written (a port to pick, a server to start, certificates to make). */
   readonly #preparations: (() => Promise<void>)[] = [];
   /** The file as last written, to tell whether it is out of date (a peer moved to another port). */
@@ -237,6 +239,7 @@ export class SyncInstance {
       ...(this.listenPort === undefined ? {} : { listen: `127.0.0.1:${this.listenPort}` }),
       ...(this.tls === undefined ? {} : { tls: this.tls }),
       log: { level: 'info' },
+      ...(this.backupsDir === undefined ? {} : { backups: { dir: this.backupsDir } }),
       ...(this.users === undefined ? {} : { users: this.users }),
       syncs: this.syncs.map((end) => ({
         name: end.options.name,

@@ -21,6 +21,7 @@ function instance(name: string, syncs: SyncConfig[], listen?: ListenConfig): Ins
     database: { dialect: 'sqlite', file: `/var/lib/tablesync/${name}.sqlite` },
     log: { level: 'silent' },
     health: { peerTimeoutMs: 300_000 },
+    backups: { dir: '/var/lib/tablesync/backups' },
     syncs,
     ...(listen === undefined ? {} : { listen }),
   };
