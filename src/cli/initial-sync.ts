@@ -16,9 +16,9 @@ export interface InitialSyncCommandOptions {
   readonly field?: number;
   readonly create: boolean;
   readonly restart: boolean;
-  /** A safety backup first, when the synced tables hold data (`--no-backup` turns it off). */
+  /** Safety backups first, here and on the receiving side, when the synced tables hold data (`--no-backup` turns them off). */
   readonly backup: boolean;
-  /** Where the safety backup goes; default `backups/` beside the configuration file. */
+  /** Where this side's safety backup goes; default the configuration's `backups.dir`. */
   readonly backupDir?: string;
 }
 
@@ -66,6 +66,7 @@ export async function initialSyncCommand(config: InstanceConfig, out: NodeJS.Wri
         out.write('nothing left to send: an earlier run finished (use --restart to send everything again)\n');
         return 0;
       }
+      if (runs.size === 0) out.write('resumed the initial sync begun earlier: the receiving side was asked for its safety backup when it began\n');
       out.write(`queued ${rows.toLocaleString('en')} rows; waiting for the peer to acknowledge them (tablesync run sends them)\n`);
       await sync.acknowledged(lastSeq);
       if (interrupted) return 1;
@@ -90,10 +91,8 @@ async function peerOf(context: EngineContext, sync: string): Promise<string> {
 
 /** Says what this run asks of the receiving sides, whose answers PeerBackupWatch prints. */
 async function describePeerBackups(context: EngineContext, runs: ReadonlyMap<string, string>, backup: boolean, out: NodeJS.WritableStream): Promise<void> {
-  if (runs.size === 0) {
-    out.write('resuming the initial sync begun earlier: the receiving side was asked for its safety backup when it began\n');
-    return;
-  }
+  // Nothing begins anew: a resumed run (said below once it sends something) or a finished one.
+  if (runs.size === 0) return;
   const peers = await Promise.all([...runs.keys()].map((sync) => peerOf(context, sync)));
   out.write(
     backup

@@ -105,8 +105,8 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .option('--field <number>', 'only this field (its number in the sync)', positiveInteger('--field'))
     .option('--create', 'with --field: create records the peer does not have (by default a field goes only to linked records)')
     .option('--restart', 'forget how far earlier runs came and send everything again')
-    .option('--no-backup', 'skip the safety backup taken first when the synced tables hold data')
-    .option('--backup-dir <dir>', 'where the safety backup goes (default: backups/ beside the configuration file)')
+    .option('--no-backup', 'skip the safety backups taken first, here and on the receiving side, of synced tables that hold data')
+    .option('--backup-dir <dir>', "where this side's safety backup goes (default: the file's backups.dir, or backups/ beside it)")
     .action(async (options: ConfigOptions & { sync?: string; table?: number; field?: number; create?: boolean; restart?: boolean; backup: boolean; backupDir?: string }) =>
       setExitCode(
         await (await import('./initial-sync.js')).initialSyncCommand(singleConfig(options.config, 'initial-sync'), process.stdout, {

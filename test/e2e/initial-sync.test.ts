@@ -369,6 +369,7 @@ describeEachPair(
         expect(resumed.queued).toBeGreaterThan(chunkRows);
         expect(resumed.total).toBe(total);
         expect(doneRows(result)).toBe(total - chunkRows);
+        expect(result.stdout, 'the start went with the first chunk: no second backup is asked of beta').toContain('resumed the initial sync begun earlier');
 
         await cluster.waitSettled({ timeoutMs: 60_000 });
         expect(await count(beta, 'customers')).toBe(total);
@@ -555,8 +556,7 @@ describeEachPair(
 
       const again = await initialSync(alpha, expect);
       expect(again.stdout).toContain('nothing left to send');
-      // Alpha has heard from beta by now: the reminder names the side its safety backup does not cover.
-      expect(again.stdout).toContain(`the receiving side is not backed up by this command: back up instance beta (sync ${syncName}) on its own machine`);
+      expect(again.stdout, 'nothing begins anew, so no backup is asked of beta').not.toContain('the receiving side backs itself up');
       expect(again.stdout).not.toContain('done:');
 
       // Ordinary changes since: alpha's has reached beta; beta's has not reached alpha when the command
@@ -573,6 +573,8 @@ describeEachPair(
       const restarted = await finished(restart);
       expect(restarted.code, restarted.stdout).toBe(0);
       expect(doneRows(restarted)).toBe(65);
+      // beta holds rows now: it backed itself up before it applied the rows sent again.
+      expect(restarted.stdout).toMatch(new RegExp(`^instance beta \\(sync ${syncName}\\) backed up its synced tables and tablesync's state before applying anything \\(\\d+ rows\\): \\S+/beta-before-initial-sync-`, 'm'));
       await cluster.waitSettled();
       // Nothing created twice; beta's newer name survived the older one sent again, and reached alpha.
       expect({ customers: await count(beta, 'customers'), articles: await count(beta, 'articles') }).toEqual({ customers: 60, articles: 5 });
