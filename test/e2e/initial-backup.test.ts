@@ -1,9 +1,8 @@
 import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'vitest';
-import { startCli, type RunningCli } from '../support/cli.js';
 import { createCrmPair, syncName } from '../support/crm.js';
-import { describeEachPair, newCluster, type ClusterTestContext, type SyncInstance } from '../support/sync-harness.js';
+import { describeEachPair, newCluster, type SyncInstance } from '../support/sync-harness.js';
 
 /**
  * The receiving side's safety backup before an initial sync: `initial-sync`
@@ -30,18 +29,6 @@ function peerBackupFile(output: string): string {
   const found = /^instance beta \(sync head-office\) backed up its synced tables and tablesync's state before applying anything \(\d+ rows?\): (\S+), on its machine$/m.exec(output);
   if (found?.[1] === undefined) throw new Error(`initial-sync printed no backup of beta:\n${output}`);
   return found[1];
-}
-
-/** `tablesync initial-sync` in the background, killed when the test ends if it still runs. */
-function startInitialSync(alpha: SyncInstance, context: ClusterTestContext, ...args: string[]): RunningCli {
-  const command = startCli(['initial-sync', '-c', alpha.configFile, ...args]);
-  context.onTestFinished(async () => {
-    if (command.child.exitCode === null && command.child.signalCode === null) {
-      command.child.kill('SIGKILL');
-      await command.exited;
-    }
-  });
-  return command;
 }
 
 describeEachPair(
@@ -111,7 +98,7 @@ describeEachPair(
       const before = await customers(beta);
       await Promise.all([alpha.start(), beta.start()]);
 
-      const command = startInitialSync(alpha, context);
+      const command = alpha.startCli(context, 'initial-sync');
       await command.waitFor('could not take its safety backup, so it applies none of these rows yet: ', 60_000);
       expect(command.output()).toContain(`cannot take the safety backup before the initial sync from alpha: cannot create the folder for the safety backup, ${beta.backupsDir}: `);
       expect(command.output()).toContain(`set backups.dir in ${beta.configFile} to a folder this daemon's user can write`);

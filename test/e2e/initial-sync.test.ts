@@ -1,5 +1,5 @@
 import { it, type ExpectStatic } from 'vitest';
-import { startCli, type CliResult, type RunningCli } from '../support/cli.js';
+import type { CliResult, RunningCli } from '../support/cli.js';
 import { alphaClients, betaCustomers, syncName } from '../support/crm.js';
 import type { TestDatabase } from '../support/databases.js';
 import {
@@ -274,15 +274,7 @@ function firstProgress(stdout: string, table: string): { queued: number; total: 
 
 /** Starts `tablesync initial-sync` in the background, killed when the test finishes if it is still running. */
 function startInitialSync(instance: SyncInstance, context: ClusterTestContext, ...args: string[]): RunningCli {
-  const command = startCli(['initial-sync', '-c', instance.configFile, ...args]);
-  // Registered after the cluster's disposal, so it runs first: a MariaDB database is not dropped under an open transaction.
-  context.onTestFinished(async () => {
-    if (command.child.exitCode === null && command.child.signalCode === null) {
-      command.child.kill('SIGKILL');
-      await command.exited;
-    }
-  });
-  return command;
+  return instance.startCli(context, 'initial-sync', ...args);
 }
 
 /** Waits for a command started in the background to exit; its `stdout` holds both its streams. */

@@ -351,6 +351,19 @@ export class SyncInstance {
     return runCli([command, '-c', this.configFile, ...args]);
   }
 
+  /** The same in the background (`initial-sync` waiting for its peer), killed when the test finishes if it still runs. */
+  startCli(context: ClusterTestContext, command: string, ...args: string[]): RunningCli {
+    const running = startCli([command, '-c', this.configFile, ...args]);
+    // Registered after the cluster's disposal, so it runs first: a MariaDB database is not dropped under an open transaction.
+    context.onTestFinished(async () => {
+      if (running.child.exitCode === null && running.child.signalCode === null) {
+        running.child.kill('SIGKILL');
+        await running.exited;
+      }
+    });
+    return running;
+  }
+
   query<T = Record<string, unknown>>(statement: string, params?: unknown[]): Promise<T[]> {
     return this.app.query<T>(statement, params);
   }
