@@ -7,7 +7,7 @@ import type { SyncMapping } from '../mapping/sync-mapping.js';
 import type { Batch, InitialStartEvent, InitialStartMessage, InitialStartReply } from '../protocol/batch.js';
 import { queueBatch } from './batch-builder.js';
 import type { EngineContext } from './context.js';
-import { readSeq } from './cursors.js';
+import { readCursor, readSeq } from './cursors.js';
 
 /**
  * The start of an initial sync, and the safety backup it asks of the
@@ -82,7 +82,11 @@ export class InitialStarts {
   async prepare(batch: Batch): Promise<void> {
     const starts = batch.events.filter((e): e is InitialStartEvent => e.op === 'initial-start' && e.backup);
     if (starts.length === 0) return;
-    if (batch.seq !== (await readSeq(this.context.database.kysely, this.mapping.name, 'in')) + 1) return;
+    const { kysely } = this.context.database;
+    if (batch.seq !== (await readSeq(kysely, this.mapping.name, 'in')) + 1) return;
+    // A batch from another instance than the peer is refused when applied: it gets no backup either.
+    const peer = await readCursor(kysely, this.mapping.name, 'peer');
+    if (peer !== undefined && peer !== batch.from) return;
     const { id } = starts[0] as InitialStartEvent;
     if (this.#failure?.id === id && Date.now() - this.#failure.at < safetyBackupRetryMs) {
       throw new SafetyBackupFailed(this.#failure.message, false);
