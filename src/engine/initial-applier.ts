@@ -191,20 +191,28 @@ export class InitialApplier {
   }
 
   private async create(db: AnyKysely, table: MappedTable, events: readonly InitialEvent[], stats: ApplyStats): Promise<{ local: string; event: InitialEvent }[]> {
-    // Rows with the same columns go in one multi-row INSERT.
+    // Rows with the same columns go in one multi-row INSERT. The signature is the numbers of the
+    // fields present, in the table's order, and whether the status column is set: it names the
+    // columns without sorting each row's keys (the fields and the status are walked per row anyway).
+    const receiving = table.fields.filter((f) => f.receives);
+    const status = table.config.status;
     const groups = new Map<string, { events: InitialEvent[]; rows: Record<string, unknown>[] }>();
     for (const event of events) {
       const row: Record<string, unknown> = {};
-      for (const [number, wire] of Object.entries(event.record)) {
-        const field = table.fieldsByNumber.get(Number(number));
-        if (field?.receives !== true) continue;
+      let signature = '';
+      for (const field of receiving) {
+        const wire = event.record[field.number];
+        if (wire === undefined) continue;
         let value = this.localValue(db, table, field.number, wire, event.id);
         if (value instanceof Promise) value = await value;
         row[field.column] = value === undefined ? null : value;
+        signature += `${field.number},`;
       }
-      if (Object.keys(row).length === 0) continue;
-      if (event.deleted === true && table.config.status !== undefined) row[table.config.status.column] = table.config.status.deleted;
-      const signature = Object.keys(row).sort().join(',');
+      if (signature === '') continue;
+      if (event.deleted === true && status !== undefined) {
+        row[status.column] = status.deleted;
+        signature += 'deleted';
+      }
       const group = groups.get(signature) ?? { events: [], rows: [] };
       group.events.push(event);
       group.rows.push(row);
