@@ -3,6 +3,7 @@ import { createPool } from 'mysql2';
 import type { DatabaseConfig } from '../../config/types.js';
 import { DatabaseConnectError, redactUrl } from '../../errors.js';
 import type { AnyKysely, DialectAdapter, InstalledTrigger } from '../dialect.js';
+import { insertRows } from '../insert-rows.js';
 import { upsertOnDuplicateKey } from '../upsert.js';
 import { triggerPrefix } from '../state-names.js';
 import { mysqlCaptureTriggers, quoteMysql } from './mysql-capture.js';
@@ -78,7 +79,7 @@ export const mysqlAdapter: DialectAdapter = {
 
   async insertNumbered(db, table, rows) {
     // One row needs no assumption about how a multi-row INSERT numbers its rows.
-    if (rows.length === 1) return [String((await db.insertInto(table).values(rows).executeTakeFirst()).insertId ?? 0)];
+    if (rows.length === 1) return [String((await insertRows(db, table, rows)).insertId ?? 0)];
     const settings = (await sql<{ mode: number | string; step: number | string }>`
       SELECT @@innodb_autoinc_lock_mode AS mode, @@auto_increment_increment AS step`.execute(db)).rows[0];
     const ids: string[] = [];
@@ -87,13 +88,12 @@ export const mysqlAdapter: DialectAdapter = {
       const step = BigInt(settings?.step ?? 1);
       for (let i = 0; i < rows.length; i += 500) {
         const chunk = rows.slice(i, i + 500);
-        const result = await db.insertInto(table).values(chunk).executeTakeFirst();
-        const first = BigInt(result.insertId ?? 0n);
+        const first = BigInt((await insertRows(db, table, chunk)).insertId ?? 0n);
         for (let k = 0; k < chunk.length; k++) ids.push(String(first + BigInt(k) * step));
       }
       return ids;
     }
-    for (const row of rows) ids.push(String((await db.insertInto(table).values(row).executeTakeFirst()).insertId));
+    for (const row of rows) ids.push(String((await insertRows(db, table, [row])).insertId));
     return ids;
   },
 

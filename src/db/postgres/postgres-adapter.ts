@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { DatabaseConfig } from '../../config/types.js';
 import { DatabaseConnectError, redactUrl } from '../../errors.js';
 import type { AnyKysely, DialectAdapter, InstalledTrigger } from '../dialect.js';
+import { insertRows } from '../insert-rows.js';
 import { upsertOnConflict } from '../upsert.js';
 import { triggerPrefix } from '../state-names.js';
 import { applierSetting, postgresCaptureTriggers, quotePostgres } from './postgres-capture.js';
@@ -148,8 +149,7 @@ export const postgresAdapter: DialectAdapter = {
     for (let i = 0; i < rows.length; i += perStatement) {
       const chunk = rows.slice(i, i + perStatement);
       // INSERT … VALUES … RETURNING gives the rows back in the order of VALUES.
-      const inserted = (await db.insertInto(table).values(chunk).returning(key).execute()) as Record<string, unknown>[];
-      for (const row of inserted) ids.push(String(row[key]));
+      for (const row of (await insertRows(db, table, chunk, key)).rows) ids.push(String(row[key]));
     }
     return ids;
   },

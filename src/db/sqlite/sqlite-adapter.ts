@@ -3,6 +3,7 @@ import { Kysely, SqliteDialect, sql } from 'kysely';
 import type { DatabaseConfig } from '../../config/types.js';
 import { DatabaseConnectError } from '../../errors.js';
 import type { AnyKysely, DialectAdapter, InstalledTrigger } from '../dialect.js';
+import { insertRows } from '../insert-rows.js';
 import { upsertOnConflict } from '../upsert.js';
 import { stateTables, triggerPrefix } from '../state-names.js';
 import { quoteSqlite, sqliteCaptureTriggers } from './sqlite-capture.js';
@@ -82,7 +83,7 @@ export const sqliteAdapter: DialectAdapter = {
     const perStatement = Math.max(1, Math.floor(30_000 / Math.max(1, columns.length)));
     for (let i = 0; i < rows.length; i += perStatement) {
       const chunk = rows.slice(i, i + perStatement);
-      await db.insertInto(table).values(chunk).execute();
+      await insertRows(db, table, chunk);
       // Inside our write transaction nobody else inserts: the chunk's rowids are the ones just below the last.
       const last = Number((await sql<{ id: number }>`SELECT last_insert_rowid() AS id`.execute(db)).rows[0]?.id);
       for (let k = chunk.length - 1; k >= 0; k--) ids.push(String(last - k));
