@@ -1,4 +1,5 @@
 import type { AnyKysely } from '../db/dialect.js';
+import { insertRows } from '../db/insert-rows.js';
 import { stateTables } from '../db/state-names.js';
 import type { EngineContext } from './context.js';
 import { readCursor } from './cursors.js';
@@ -73,14 +74,15 @@ export async function writeLink(db: AnyKysely, sync: string, tableNumber: number
   await writeLinks(db, sync, tableNumber, [link]);
 }
 
-/** Links of one table of one sync, a few hundred per statement. */
+/** Links of one table of one sync, a few hundred per statement (an initial sync writes one per record on both sides). */
 export async function writeLinks(db: AnyKysely, sync: string, tableNumber: number, links: readonly NewLink[]): Promise<void> {
   const now = Date.now();
   for (const chunk of chunks(links, 500)) {
-    await db
-      .insertInto(stateTables.links)
-      .values(chunk.map((l) => ({ sync_name: sync, table_number: tableNumber, local_id: l.localId, peer_id: l.peerId, linked_at: now, born_there: l.bornThere ? 1 : 0 })))
-      .execute();
+    await insertRows(
+      db,
+      stateTables.links,
+      chunk.map((l) => ({ sync_name: sync, table_number: tableNumber, local_id: l.localId, peer_id: l.peerId, linked_at: now, born_there: l.bornThere ? 1 : 0 })),
+    );
   }
 }
 
@@ -164,9 +166,10 @@ export async function recordByOrigin(db: AnyKysely, context: Pick<EngineContext,
  */
 export async function writeOrigins(db: AnyKysely, table: string, records: readonly { localId: string; origin: string }[]): Promise<void> {
   for (const chunk of chunks(records, 500)) {
-    await db
-      .insertInto(stateTables.origins)
-      .values(chunk.map((r) => ({ table_name: table, record_id: r.localId, origin: r.origin })))
-      .execute();
+    await insertRows(
+      db,
+      stateTables.origins,
+      chunk.map((r) => ({ table_name: table, record_id: r.localId, origin: r.origin })),
+    );
   }
 }
