@@ -19,7 +19,7 @@ import { readCursor, readSeq } from './cursors.js';
  */
 
 /** After a safety backup failed, batches from the peer wait this long before it is tried again (a reload tries at once). */
-export const safetyBackupRetryMs = 60_000;
+const safetyBackupRetryMs = 60_000;
 
 /** The receiving side could not take the safety backup asked of it: nothing more from the peer is applied until it can. */
 export class SafetyBackupFailed extends TablesyncError {
@@ -122,19 +122,9 @@ export class InitialStarts {
       await queueBatch(this.context, db, this.mapping.name, [this.#answer(event)]);
       return;
     }
-    await db.deleteFrom(stateTables.peerBackups).where('sync_name', '=', this.mapping.name).where('run_id', '=', event.id).execute();
-    await db
-      .insertInto(stateTables.peerBackups)
-      .values({
-        sync_name: this.mapping.name,
-        run_id: event.id,
-        outcome: event.outcome,
-        file: event.file ?? null,
-        rows: event.rows ?? null,
-        error: event.error ?? null,
-        reported_at: Date.now(),
-      })
-      .execute();
+    // A later answer to the same run (taken, after failed) replaces the earlier one.
+    const answer = { outcome: event.outcome, file: event.file ?? null, rows: event.rows ?? null, error: event.error ?? null, reported_at: Date.now() };
+    await this.context.database.adapter.upsert(db, stateTables.peerBackups, [{ sync_name: this.mapping.name, run_id: event.id, ...answer }], ['sync_name', 'run_id'], Object.keys(answer));
   }
 
   #answer(event: InitialStartEvent): InitialStartReply {
