@@ -3,6 +3,8 @@ import { checkAgainstDatabase } from '../config/check-database.js';
 import type { InstanceConfig, SyncConfig } from '../config/types.js';
 import { captureSpecs, inspectCapture } from '../db/capture.js';
 import { Database } from '../db/database.js';
+import type { CacheFit } from '../db/dialect.js';
+import { stateTables } from '../db/state-names.js';
 import { installedVersion, stateSchemaVersion } from '../db/state-tables.js';
 import { TablesyncError } from '../errors.js';
 import { compareSides, decodeDescription, describeSide } from '../protocol/description.js';
@@ -11,7 +13,7 @@ import type { Transport } from '../transports/transport.js';
 import { formatTable } from './table.js';
 
 type Status = 'ok' | 'warn' | 'error';
-type Finding = [Status, string, string];
+export type Finding = [Status, string, string];
 
 /**
  * `tablesync check`: what would stop or trouble this instance, as a table of
@@ -59,6 +61,8 @@ async function checkInstance(config: InstanceConfig): Promise<Finding[]> {
       }),
     );
     findings.push(await captureFinding(config, database));
+    const fit = await database.adapter.cacheFit?.(database.kysely, [...new Set(config.syncs.flatMap((sync) => sync.tables.map((t) => t.table))), ...Object.values(stateTables)]);
+    if (fit !== undefined) findings.push(cacheFinding(fit));
   } finally {
     await database.close();
   }
@@ -110,6 +114,29 @@ async function captureFinding(config: InstanceConfig, database: Database): Promi
     ];
   }
   return ['ok', 'capture', `installed: ${plural(state.installed.length, 'trigger')}, state version ${version}`];
+}
+
+/**
+ * Whether the synced tables and tablesync's state fit the server's cache. When
+ * they do not, a change to a record whose pages were pushed out reads them
+ * from the disk first, on both sides, and a steady stream of changes all over
+ * a table falls behind: the benchmark's million rows kept up with 2,000
+ * changes a second with a 1 GB buffer pool and not with 128 MB.
+ */
+export function cacheFinding(fit: CacheFit): Finding {
+  const subject = 'database cache';
+  const sizes = `${fit.setting} ${megabytes(fit.cacheBytes)}, synced tables and tablesync's state ${megabytes(fit.tablesBytes)}`;
+  if (fit.tablesBytes <= fit.cacheBytes) return ['ok', subject, `${sizes}: they fit`];
+  return [
+    'warn',
+    subject,
+    `${sizes}: they do not fit, so changes to records all over the tables will wait on the disk and syncing may fall behind; ` +
+      `raise ${fit.setting} above ${megabytes(fit.tablesBytes)} (more as the tables grow)`,
+  ];
+}
+
+function megabytes(bytes: number): string {
+  return `${Math.ceil(bytes / 1024 ** 2).toLocaleString('en')} MB`;
 }
 
 function plural(count: number, noun: string): string {

@@ -38,6 +38,14 @@ export interface InstalledTrigger {
  * Leaves out: the engine's queries on tablesync's own tables, which Kysely
  * writes portably.
  */
+/** See DialectAdapter.cacheFit. */
+export interface CacheFit {
+  /** The server setting that sizes the cache. */
+  readonly setting: string;
+  readonly cacheBytes: number;
+  readonly tablesBytes: number;
+}
+
 export interface DialectAdapter {
   readonly dialect: DialectName;
 
@@ -52,6 +60,15 @@ export interface DialectAdapter {
 
   /** The server's own version string, for `check`. */
   serverVersion(db: AnyKysely): Promise<string>;
+
+  /**
+   * The server's cache of table pages and what the named tables (rows and
+   * indexes) take, for `check`: a change to a record whose pages are not
+   * cached waits on the disk. Only where that cache alone decides it
+   * (InnoDB's buffer pool); PostgreSQL and SQLite also read through the
+   * system's page cache, which no setting of theirs sizes.
+   */
+  cacheFit?(db: AnyKysely, tables: readonly string[]): Promise<CacheFit>;
 
   /** Tables (not views) of the database with their columns and single-column unique keys. */
   introspect(db: AnyKysely): Promise<DatabaseSchema>;

@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { cacheFinding } from '../../src/cli/check.js';
 import { stateSchemaVersion } from '../../src/db/state-tables.js';
 import { describeEachDialect, mysqlServerUrl, type AppConnection, type TestDatabase } from '../support/databases.js';
 import { runCli, startCli } from '../support/cli.js';
@@ -147,6 +148,19 @@ syncs:
   });
 });
 
+describe('check: the database cache', () => {
+  it('warns when the synced tables and the state outgrow the buffer pool, saying what to raise and above what', () => {
+    const mb = 1024 ** 2;
+    expect(cacheFinding({ setting: 'innodb_buffer_pool_size', cacheBytes: 128 * mb, tablesBytes: 612.2 * mb })).toEqual([
+      'warn',
+      'database cache',
+      "innodb_buffer_pool_size 128 MB, synced tables and tablesync's state 613 MB: they do not fit, so changes to records all over the tables will wait on the disk " +
+        'and syncing may fall behind; raise innodb_buffer_pool_size above 613 MB (more as the tables grow)',
+    ]);
+    expect(cacheFinding({ setting: 'innodb_buffer_pool_size', cacheBytes: 1024 * mb, tablesBytes: 1024 * mb })[0]).toBe('ok');
+  });
+});
+
 describeEachDialect('tablesync setup, check and run', (dialect) => {
   let testDb: TestDatabase;
   let app: AppConnection;
@@ -183,6 +197,10 @@ describeEachDialect('tablesync setup, check and run', (dialect) => {
     const after = await runCli(['check', '-c', file]);
     expect(after.code).toBe(0);
     expect(after.stdout).toMatch(new RegExp(`ok\\s+capture\\s+installed: 3 triggers, state version ${stateSchemaVersion}`));
+ 
+    // MySQL's buffer pool sizes the cache that decides whether a change waits on the disk; the others also use the system's.
+    if (testDb.dialect === 'mysql') expect(after.stdout).toMatch(/ok\s+database cache\s+innodb_buffer_pool_size [\d,]+ MB, synced tables and tablesync's state \d+ MB: they fit/);
+    else expect(after.stdout).not.toContain('database cache');
   });
 
   it('setup refuses a missing table or column with exit 2, naming each', async () => {

@@ -63,6 +63,15 @@ export const mysqlAdapter: DialectAdapter = {
     return result.rows[0]?.version ?? 'unknown';
   },
 
+  async cacheFit(db, tables) {
+    const result = await sql<{ pool: number | string; bytes: number | string }>`
+      SELECT @@innodb_buffer_pool_size AS pool,
+             (SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables
+               WHERE table_schema = DATABASE() AND table_name IN (${sql.join(tables)})) AS bytes`.execute(db);
+    const row = result.rows[0];
+    return { setting: 'innodb_buffer_pool_size', cacheBytes: Number(row?.pool ?? 0), tablesBytes: Number(row?.bytes ?? 0) };
+  },
+
   introspect: introspectMysql,
 
   async installApplierMarker() {
