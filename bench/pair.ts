@@ -3,7 +3,7 @@ import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { BenchDatabase, createItemsTable, one } from './db.js';
 import { syncName, writePairConfigs } from './configs.js';
-import { CliProcess, connectedTo, memoryOf, RssSampler, sleep } from './processes.js';
+import { CliProcess, connectedTo, memoryOf, RssSampler, serviceEnvironment, sleep } from './processes.js';
 import { mb } from './stats.js';
 
 export type Log = (message: string) => void;
@@ -63,12 +63,17 @@ export class SyncPair {
     return this.daemonOptions.cpuProfDir;
   }
 
-  /** Starts B (passive, on a free loopback port), then A, and waits until both serve: B's /healthz, A's connection to B. */
+  /** `tablesync run` for one side, with the environment the systemd unit gives a daemon. */
+  #daemon(label: string, configFile: string): CliProcess {
+    const cpuProfDir = this.daemonOptions.cpuProfDir;
+    return new CliProcess(label, ['run', '-c', configFile], { logFile: join(this.dir, `${label}.log`), env: serviceEnvironment(), ...(cpuProfDir === undefined ? {} : { cpuProfDir }) });
+  }
+
+    /** Starts B (passive, on a free loopback port), then A, and waits until both serve: B's /healthz, A's connection to B. */
   async startDaemons(): Promise<void> {
     this.port = await freePort();
     writePairConfigs(this.files, { aUrl: this.a.url, bUrl: this.b.url, port: this.port, password: randomBytes(18).toString('base64url'), logLevel: this.daemonOptions.logLevel });
-    const cpuProfDir = this.daemonOptions.cpuProfDir;
-    this.daemonB = new CliProcess('daemon-b', ['run', '-c', this.files.b], { logFile: join(this.dir, 'daemon-b.log'), ...(cpuProfDir === undefined ? {} : { cpuProfDir }) });
+    this.daemonB = this.#daemon('daemon-b', this.files.b);
     this.sampler.watch('daemon-b', this.daemonB.pid);
     await this.#waitFor('daemon B to answer /healthz', this.daemonB, async () => {
       try {
@@ -78,7 +83,7 @@ export class SyncPair {
         return false;
       }
     });
-    this.daemonA = new CliProcess('daemon-a', ['run', '-c', this.files.a], { logFile: join(this.dir, 'daemon-a.log'), ...(cpuProfDir === undefined ? {} : { cpuProfDir }) });
+    this.daemonA = this.#daemon('daemon-a', this.files.a);
     this.sampler.watch('daemon-a', this.daemonA.pid);
     const daemonA = this.daemonA;
     const connection = await this.a.connect();

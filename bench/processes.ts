@@ -19,11 +19,29 @@ export function projectRoot(): string {
 /** The built command line (`npm run build`), run as users run it: a real child process. */
 export const cliPath = join(projectRoot(), 'dist', 'cli', 'main.js');
 
+/** The unit that runs a daemon in production; the benchmark's daemons get the environment it sets. */
+export const serviceUnitPath = join(projectRoot(), 'config', 'systemd', 'tablesync@.service');
+
+/**
+ * The variables the systemd unit sets with `Environment=` lines: a daemon is
+ * measured as it runs in production (the container sets the same ones).
+ */
+export function serviceEnvironment(unitFile = serviceUnitPath): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(unitFile, 'utf8').split('\n')) {
+    const match = /^Environment=([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line.trim());
+    if (match?.[1] !== undefined && match[2] !== undefined) out[match[1]] = match[2];
+  }
+  return out;
+}
+
 export interface CliOptions {
   /** Where stdout and stderr go (appended). */
   readonly logFile: string;
   /** `node --cpu-prof` into this folder. */
   readonly cpuProfDir?: string;
+  /** Variables set on top of the benchmark's own environment (a daemon gets the systemd unit's). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** A tablesync process: the daemon or a command, with its output appended to a log file and kept in memory (commands). */
@@ -50,7 +68,7 @@ export class CliProcess {
     const fd = openSync(options.logFile, 'a');
     this.child = spawn(process.execPath, [...nodeArgs, cliPath, ...args], {
       stdio: ['ignore', capture ? 'pipe' : fd, capture ? 'pipe' : fd],
-      env: process.env,
+      env: { ...process.env, ...options.env },
     });
     if (capture) {
       const collect = (chunk: Buffer): void => {

@@ -78,6 +78,8 @@ export function humanTable(result: BenchResult): string {
   const parts = [`${n(o.rows as number)} rows`];
   if (result.steadyState !== undefined) parts.push(`steady ${String(o.steadySeconds)} s at ${n(o.rate as number)}/s`);
   parts.push(`MariaDB ${String(env.mariadb)} (InnoDB buffer pool ${String(env.innodbBufferPoolMb)} MB)`, `${String(env.cpus)} CPUs`, `load average ${String(env.loadAverageAtStart)} → ${String(env.loadAverageAtEnd ?? '?')}`);
+  const daemonEnvironment = Object.entries((env.daemonEnvironment ?? {}) as Record<string, string>).map(([k, v]) => `${k}=${v}`);
+  if (daemonEnvironment.length > 0) parts.push(`daemons run with the systemd unit's ${daemonEnvironment.join(' ')}`);
   const header = `tablesync benchmark: ${parts.join('; ')}`;
   if (result.initialSync !== undefined) {
     const r = result.initialSync;

@@ -14,7 +14,7 @@ import { generateRows } from './db.js';
 import { initialSync } from './initial-sync.js';
 import { parseOptions, UsageError, type BenchOptions } from './options.js';
 import { SyncPair } from './pair.js';
-import { cliPath } from './processes.js';
+import { cliPath, serviceEnvironment } from './processes.js';
 import { rawCopy } from './raw-copy.js';
 import { evaluateTargets, humanTable, type BenchResult } from './report.js';
 import { round } from './stats.js';
@@ -179,6 +179,7 @@ async function environment(serverUrl: string): Promise<Record<string, unknown>> 
       innodbBufferPoolMb: Math.round(Number(row?.pool ?? 0) / 1024 ** 2),
       innodbFlushLogAtTrxCommit: Number(row?.flush ?? 0),
       binlog: Number(row?.binlog ?? 0) === 1,
+      daemonEnvironment: serviceEnvironment(),
     };
   } finally {
     await connection.end();
