@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { DatabaseConfig, DialectName } from '../config/types.js';
 import type { DatabaseSchema } from './schema-types.js';
 import type { Upsert } from './upsert.js';
+import type { SkipTaken } from './insert-rows.js';
 
 /**
  * A Kysely instance over tables known only at run time (the application's
@@ -145,6 +146,9 @@ export interface DialectAdapter {
 
   /** Inserts rows or overwrites the `update` columns of those whose `key` exists: see upsert.ts. */
   readonly upsert: Upsert;
+
+  /** For insertRows: leaves out the rows whose unique keys are taken (see upsert.ts). */
+  readonly skipTaken: SkipTaken;
 
   /** The insert, update and delete capture triggers of one table. */
   captureTriggers(spec: CaptureSpec): TriggerDefinition[];

@@ -1,5 +1,22 @@
-import { CompiledQuery, type QueryResult } from 'kysely';
+import { CompiledQuery, type InsertQueryBuilder, type QueryResult } from 'kysely';
 import type { AnyKysely } from './dialect.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tablesync's state and the application's tables have no static types here
+export type AnyInsert = InsertQueryBuilder<any, any, any>;
+
+/**
+ * Makes an INSERT leave out each row that a row already there (or an earlier
+ * row of the same statement) holds a unique key of, any unique key, instead
+ * of failing: each dialect says it its own way (see upsert.ts).
+ */
+export type SkipTaken = (query: AnyInsert, firstColumn: string) => AnyInsert;
+
+export interface InsertRowsOptions {
+  /** A column to return the inserted rows' values of (PostgreSQL's way to learn new keys). */
+  readonly returning?: string;
+  /** Rows whose unique keys are taken are left out rather than refused. */
+  readonly skipTaken?: SkipTaken;
+}
 
 /**
  * Statements already compiled, by the one-row form of the statement (which names the dialect's
@@ -16,7 +33,7 @@ const maxStatements = 256;
  * once per shape, with the dialect's quoting and placeholders, and each chunk only lays its values
  * out in the order of those placeholders (row by row, column by column).
  */
-export async function insertRows(db: AnyKysely, table: string, rows: readonly Record<string, unknown>[], returning?: string): Promise<QueryResult<Record<string, unknown>>> {
+export async function insertRows(db: AnyKysely, table: string, rows: readonly Record<string, unknown>[], options: InsertRowsOptions = {}): Promise<QueryResult<Record<string, unknown>>> {
   const [first] = rows;
   if (first === undefined) throw new Error(`insertRows: no rows for ${table}`);
   const columns = Object.keys(first);
@@ -30,13 +47,14 @@ export async function insertRows(db: AnyKysely, table: string, rows: readonly Re
       parameters[i++] = value;
     }
   }
-  return db.executeQuery<Record<string, unknown>>(CompiledQuery.raw(statement(db, table, columns, rows.length, returning), parameters));
+  return db.executeQuery<Record<string, unknown>>(CompiledQuery.raw(statement(db, table, columns, rows.length, options), parameters));
 }
 
-function statement(db: AnyKysely, table: string, columns: readonly string[], count: number, returning: string | undefined): string {
+function statement(db: AnyKysely, table: string, columns: readonly string[], count: number, { returning, skipTaken }: InsertRowsOptions): string {
   const compile = (n: number): CompiledQuery => {
     const row = Object.fromEntries(columns.map((c) => [c, null]));
-    const query = db.insertInto(table).values(Array.from({ length: n }, () => row));
+    let query: AnyInsert = db.insertInto(table).values(Array.from({ length: n }, () => row));
+    if (skipTaken !== undefined && columns[0] !== undefined) query = skipTaken(query, columns[0]);
     return (returning === undefined ? query : query.returning(returning)).compile();
   };
   const key = `${compile(1).sql}\u0000${count}`;

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { AnyKysely } from './dialect.js';
+import type { SkipTaken } from './insert-rows.js';
 
 /**
  * Writes rows that may already exist: one statement inserts the new ones
@@ -29,3 +30,13 @@ export const upsertOnDuplicateKey: Upsert = async (db, table, rows, _key, update
     .onDuplicateKeyUpdate(Object.fromEntries(update.map((column) => [column, sql`VALUES(${sql.ref(column)})`])))
     .execute();
 };
+
+/** SQLite and PostgreSQL: `ON CONFLICT DO NOTHING`, for a conflict on any unique key. */
+export const skipTakenOnConflict: SkipTaken = (query) => query.onConflict((conflict) => conflict.doNothing());
+
+/**
+ * MySQL and MariaDB: `ON DUPLICATE KEY UPDATE c = c`, which changes nothing.
+ * Not INSERT IGNORE: that would also turn a value too long or out of range
+ * into a warning and write it cut.
+ */
+export const skipTakenOnDuplicateKey: SkipTaken = (query, firstColumn) => query.onDuplicateKeyUpdate({ [firstColumn]: sql.ref(firstColumn) });

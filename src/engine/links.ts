@@ -1,5 +1,5 @@
 import type { AnyKysely } from '../db/dialect.js';
-import { insertRows } from '../db/insert-rows.js';
+import { insertRows, type SkipTaken } from '../db/insert-rows.js';
 import { stateTables } from '../db/state-names.js';
 import type { EngineContext } from './context.js';
 import { readCursor } from './cursors.js';
@@ -74,14 +74,19 @@ export async function writeLink(db: AnyKysely, sync: string, tableNumber: number
   await writeLinks(db, sync, tableNumber, [link]);
 }
 
-/** Links of one table of one sync, a few hundred per statement (an initial sync writes one per record on both sides). */
-export async function writeLinks(db: AnyKysely, sync: string, tableNumber: number, links: readonly NewLink[]): Promise<void> {
+/**
+ * Links of one table of one sync, a few hundred per statement (an initial sync writes one per record
+ * on both sides). With `skipTaken` (the dialect's), a link whose record of ours or of the peer's is
+ * linked already is left out; without, it fails the statement.
+ */
+export async function writeLinks(db: AnyKysely, sync: string, tableNumber: number, links: readonly NewLink[], skipTaken?: SkipTaken): Promise<void> {
   const now = Date.now();
   for (const chunk of chunks(links, 500)) {
     await insertRows(
       db,
       stateTables.links,
       chunk.map((l) => ({ sync_name: sync, table_number: tableNumber, local_id: l.localId, peer_id: l.peerId, linked_at: now, born_there: l.bornThere ? 1 : 0 })),
+      skipTaken === undefined ? {} : { skipTaken },
     );
   }
 }

@@ -4,7 +4,7 @@ import type { DatabaseConfig } from '../../config/types.js';
 import { DatabaseConnectError, redactUrl } from '../../errors.js';
 import type { AnyKysely, DialectAdapter, InstalledTrigger } from '../dialect.js';
 import { insertRows } from '../insert-rows.js';
-import { upsertOnDuplicateKey } from '../upsert.js';
+import { skipTakenOnDuplicateKey, upsertOnDuplicateKey } from '../upsert.js';
 import { triggerPrefix } from '../state-names.js';
 import { mysqlCaptureTriggers, quoteMysql } from './mysql-capture.js';
 import { introspectMysql } from './mysql-introspector.js';
@@ -16,6 +16,7 @@ export const mysqlAdapter: DialectAdapter = {
   longTextType: 'longtext',
   lockingReads: true,
   upsert: upsertOnDuplicateKey,
+  skipTaken: skipTakenOnDuplicateKey,
 
   dataErrorReason(err) {
     const { code, errno, sqlMessage } = err as { code?: string; errno?: number; sqlMessage?: string };

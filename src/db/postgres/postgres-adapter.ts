@@ -4,7 +4,7 @@ import type { DatabaseConfig } from '../../config/types.js';
 import { DatabaseConnectError, redactUrl } from '../../errors.js';
 import type { AnyKysely, DialectAdapter, InstalledTrigger } from '../dialect.js';
 import { insertRows } from '../insert-rows.js';
-import { upsertOnConflict } from '../upsert.js';
+import { skipTakenOnConflict, upsertOnConflict } from '../upsert.js';
 import { triggerPrefix } from '../state-names.js';
 import { applierSetting, postgresCaptureTriggers, quotePostgres } from './postgres-capture.js';
 import { introspectPostgres } from './postgres-introspector.js';
@@ -59,6 +59,7 @@ export const postgresAdapter: DialectAdapter = {
   longTextType: 'text',
   lockingReads: true,
   upsert: upsertOnConflict,
+  skipTaken: skipTakenOnConflict,
 
   dataErrorReason(err) {
     // SQLSTATE class 22 (data exception: too long, out of range, bad input) and 23 (integrity constraint violation).
@@ -149,7 +150,7 @@ export const postgresAdapter: DialectAdapter = {
     for (let i = 0; i < rows.length; i += perStatement) {
       const chunk = rows.slice(i, i + perStatement);
       // INSERT … VALUES … RETURNING gives the rows back in the order of VALUES.
-      for (const row of (await insertRows(db, table, chunk, key)).rows) ids.push(String(row[key]));
+      for (const row of (await insertRows(db, table, chunk, { returning: key })).rows) ids.push(String(row[key]));
     }
     return ids;
   },

@@ -4,7 +4,7 @@ import type { DatabaseConfig } from '../../config/types.js';
 import { DatabaseConnectError } from '../../errors.js';
 import type { AnyKysely, DialectAdapter, InstalledTrigger } from '../dialect.js';
 import { insertRows } from '../insert-rows.js';
-import { upsertOnConflict } from '../upsert.js';
+import { skipTakenOnConflict, upsertOnConflict } from '../upsert.js';
 import { stateTables, triggerPrefix } from '../state-names.js';
 import { quoteSqlite, sqliteCaptureTriggers } from './sqlite-capture.js';
 import { introspectSqlite } from './sqlite-introspector.js';
@@ -19,6 +19,7 @@ export const sqliteAdapter: DialectAdapter = {
   longTextType: 'text',
   lockingReads: false,
   upsert: upsertOnConflict,
+  skipTaken: skipTakenOnConflict,
 
   dataErrorReason(err) {
     const { code, message } = err as { code?: string; message?: string };
