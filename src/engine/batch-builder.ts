@@ -157,7 +157,7 @@ async function tableEvents(
     for (const record of found) records.set(String(record[table.key]), record);
   }
   const links = await readLinks(db, mapping.name, table.number, ids);
-  const origins = await readOrigins(db, context, table.name, ids.filter((id) => !links.has(id)));
+  const origins = await readOrigins(db, context, table.name, ids.filter((id) => !links.has(id)), { sync: mapping.name, links });
 
   const out: BuiltEntry[] = [];
   for (const row of rows) {

@@ -219,7 +219,7 @@ export class InitialSync {
 
     const ids = rows.map((r) => String(r[table.key]));
     const links = await readLinks(db, mapping.name, table.number, ids);
-    const origins = await readOrigins(db, this.context, table.name, ids);
+    const origins = await readOrigins(db, this.context, table.name, ids, { sync: mapping.name, links });
     const start = this.#starts.get(mapping.name);
     const events: (InitialEvent | InitialStartEvent)[] = start === undefined ? [] : [start];
     const serialized = events.map((event) => JSON.stringify(event));

@@ -101,6 +101,12 @@ export function bornAtPeer(origin: string, peer: string, peerId: string): boolea
   return origin === `${peer}/${peerId}`;
 }
 
+/** The links (our id → the peer's) a caller has read already for some records, in one sync. */
+export interface KnownLinks {
+  readonly sync: string;
+  readonly links: ReadonlyMap<string, string>;
+}
+
 /**
  * Where our records were born: `<instance>/<id>`. A record born here is
  * `<our instance>/<its id>`; one created here from a peer's record is that
@@ -112,13 +118,17 @@ export async function readOrigins(
   context: Pick<EngineContext, 'config' | 'mappings'>,
   table: string,
   localIds: readonly string[],
+  known?: KnownLinks,
 ): Promise<Map<string, string>> {
   const out = new Map(localIds.map((id) => [id, `${context.config.instance}/${id}`]));
   const ids = [...new Set(localIds)];
   for (const mapping of context.mappings) {
     const theirs = mapping.tablesByName.get(table);
     if (theirs === undefined) continue;
-    const bornThere = await readLinks(db, mapping.name, theirs.number, ids, { bornThere: true });
+    // Only a linked record can have been created from the peer's: in the sync whose links the caller holds, only those are looked up.
+    const candidates = mapping.name === known?.sync ? ids.filter((id) => known.links.has(id)) : ids;
+    if (candidates.length === 0) continue;
+    const bornThere = await readLinks(db, mapping.name, theirs.number, candidates, { bornThere: true });
     if (bornThere.size === 0) continue;
     const peer = await readCursor(db, mapping.name, 'peer');
     // Written with the first batch the peer sent, before any record could be created from it.
