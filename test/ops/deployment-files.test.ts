@@ -211,6 +211,13 @@ describe('docker/Dockerfile', () => {
     expect(user?.args).not.toMatch(/^(root|0)$/);
   });
 
+  it('gives the daemon the environment the systemd unit gives it (what the benchmark measures)', () => {
+    const unitEnvironment = parseUnit(readFileSync(join(root, 'config/systemd/tablesync@.service'), 'utf8')).get('Service')?.get('Environment') ?? [];
+    const imageEnvironment = runtime.instructions.filter((i) => i.keyword === 'ENV').map((i) => i.args);
+    expect(unitEnvironment).toContain('NODE_OPTIONS=--max-semi-space-size=8');
+    expect([...imageEnvironment].sort()).toEqual([...unitEnvironment].sort());
+  });
+
   it('copies only files that exist in the repository, and stages that exist', () => {
     const names = new Set(stages.map((stage) => stage.name));
     const ignored = readFileSync(join(dockerDir, 'Dockerfile.dockerignore'), 'utf8')
