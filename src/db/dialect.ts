@@ -160,6 +160,14 @@ export interface DialectAdapter {
 
   dropTrigger(db: AnyKysely, trigger: InstalledTrigger): Promise<void>;
 
+  /**
+   * Makes tablesync's state tables compare their text byte for byte, so that
+   * record ids "abc" and "ABC", or "a" and "a ", are different records.
+   * Only where text columns otherwise follow a collation that folds case or
+   * ignores trailing spaces (MySQL's); SQLite and PostgreSQL compare bytes.
+   */
+  compareStateTextByBytes?(db: AnyKysely, tables: readonly string[]): Promise<void>;
+
   /** Whether DDL takes part in transactions, so that capture can be replaced atomically. */
   readonly transactionalDdl: boolean;
 }

@@ -231,6 +231,16 @@ const migrations: readonly Migration[] = [
         .execute();
     },
   },
+  {
+    version: 6,
+    description: 'record ids compared byte for byte: "abc" and "ABC", "a" and "a ", are two records (MySQL)',
+    async up(db, adapter) {
+      // MySQL's default collations fold case and ignore trailing spaces: a peer's ids that differ only so
+      // collided in tablesync_links, and the second record was parked instead of created. The tables are
+      // rebuilt once; the application's writes to the journal wait for that table's rebuild.
+      await adapter.compareStateTextByBytes?.(db, Object.values(stateTables).filter((table) => table !== stateTables.applier));
+    },
+  },
 ];
 
 /** The state schema version this build of tablesync writes. */

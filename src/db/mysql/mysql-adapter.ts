@@ -73,6 +73,17 @@ export const mysqlAdapter: DialectAdapter = {
     return { setting: 'innodb_buffer_pool_size', cacheBytes: Number(row?.pool ?? 0), tablesBytes: Number(row?.bytes ?? 0) };
   },
 
+  async compareStateTextByBytes(db, tables) {
+    // MariaDB's nopad_bin and MySQL 8's 0900_bin tell "a" from "a "; plain utf8mb4_bin (MySQL 5.7) pads, the best there.
+    const found = await sql<{ name: string }>`
+      SELECT COLLATION_NAME AS name FROM information_schema.COLLATIONS
+       WHERE COLLATION_NAME IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin', 'utf8mb4_bin')`.execute(db);
+    const names = new Set(found.rows.map((r) => r.name));
+    const collation = ['utf8mb4_nopad_bin', 'utf8mb4_0900_bin', 'utf8mb4_bin'].find((name) => names.has(name));
+    if (collation === undefined) throw new Error('the server has no binary utf8mb4 collation (utf8mb4_bin)');
+    for (const table of tables) await sql`ALTER TABLE ${sql.table(table)} CONVERT TO CHARACTER SET utf8mb4 COLLATE ${sql.raw(collation)}`.execute(db);
+  },
+
   introspect: introspectMysql,
 
   async installApplierMarker() {
