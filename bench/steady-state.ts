@@ -7,6 +7,11 @@ import { distribution, round, type Distribution } from './stats.js';
 export interface SteadyStateResult {
   targetRate: number;
   seconds: number;
+  /**
+   * What A's and B's databases (the tables, tablesync's state) take, rows and indexes, when the load
+   * starts, against the buffer pool: the changes touch random rows, and whatever is not cached waits on the disk.
+   */
+  databaseMb: { a: number; b: number; bufferPool: number };
   /** Connections that carried the load in the end (more are added while it falls behind schedule). */
   connections: number;
   changes: number;
@@ -70,6 +75,7 @@ const arrivalWaitMs = 30_000;
  */
 export async function steadyState(pair: SyncPair, options: { rows: number; rate: number; seconds: number; connections: number; maxConnections: number }, log: (message: string) => void): Promise<SteadyStateResult> {
   pair.checkDaemons();
+  const databaseMb = await databaseSizes(pair);
   const bSetup = await pair.b.connect();
   await bSetup.query(`CREATE TABLE bench_applied (
       seq BIGINT AUTO_INCREMENT PRIMARY KEY,
@@ -214,6 +220,7 @@ export async function steadyState(pair: SyncPair, options: { rows: number; rate:
     return {
       targetRate: rate,
       seconds: round(loadSeconds, 2),
+      databaseMb,
       connections: connectionsA.length,
       changes: changes.length,
       achievedRate: Math.round(changes.length / loadSeconds),
@@ -240,6 +247,23 @@ export async function steadyState(pair: SyncPair, options: { rows: number; rate:
         differingRows: compared.differing,
       },
     };
+  } finally {
+    await pair.a.release(connection);
+  }
+}
+
+/** Megabytes of rows and indexes in A's and B's databases (InnoDB's estimates), and the buffer pool's size. */
+async function databaseSizes(pair: SyncPair): Promise<SteadyStateResult['databaseMb']> {
+  const connection = await pair.a.connect();
+  try {
+    const sizes = await rows<{ name: string; bytes: number | string }>(
+      connection,
+      'SELECT table_schema AS name, SUM(data_length + index_length) AS bytes FROM information_schema.tables WHERE table_schema IN (?, ?) GROUP BY table_schema',
+      [pair.a.name, pair.b.name],
+    );
+    const [pool] = await rows<{ bytes: number | string }>(connection, 'SELECT @@innodb_buffer_pool_size AS bytes');
+    const mbOf = (name: string): number => Math.round(Number(sizes.find((s) => s.name === name)?.bytes ?? 0) / 1024 ** 2);
+    return { a: mbOf(pair.a.name), b: mbOf(pair.b.name), bufferPool: Math.round(Number(pool?.bytes ?? 0) / 1024 ** 2) };
   } finally {
     await pair.a.release(connection);
   }
