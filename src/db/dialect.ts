@@ -31,14 +31,6 @@ export interface InstalledTrigger {
   readonly table: string;
 }
 
-/**
- * Everything that differs between database dialects. Each dialect folder
- * (`mysql/`, `postgres/`, `sqlite/`) implements this contract and nothing outside those
- * folders writes dialect-specific SQL.
- *
- * Leaves out: the engine's queries on tablesync's own tables, which Kysely
- * writes portably.
- */
 /** See DialectAdapter.cacheFit. */
 export interface CacheFit {
   /** The server setting that sizes the cache. */
@@ -47,6 +39,14 @@ export interface CacheFit {
   readonly tablesBytes: number;
 }
 
+/**
+ * Everything that differs between database dialects. Each dialect folder
+ * (`mysql/`, `postgres/`, `sqlite/`) implements this contract and nothing outside those
+ * folders writes dialect-specific SQL.
+ *
+ * Leaves out: the engine's queries on tablesync's own tables, which Kysely
+ * writes portably.
+ */
 export interface DialectAdapter {
   readonly dialect: DialectName;
 

@@ -10,6 +10,12 @@ import { mysqlCaptureTriggers, quoteMysql } from './mysql-capture.js';
 import { introspectMysql } from './mysql-introspector.js';
 
 /** MySQL 8 and MariaDB 10.6+, through mysql2. */
+/**
+ * Collations that compare utf8mb4 text byte for byte, the best first: MariaDB's nopad_bin and
+ * MySQL 8's 0900_bin tell "a" from "a "; plain utf8mb4_bin (MySQL 5.7) pads, the best there is there.
+ */
+const byteCollations = ['utf8mb4_nopad_bin', 'utf8mb4_0900_bin', 'utf8mb4_bin'];
+
 export const mysqlAdapter: DialectAdapter = {
   dialect: 'mysql',
   autoIncrementType: 'bigint',
@@ -74,12 +80,10 @@ export const mysqlAdapter: DialectAdapter = {
   },
 
   async compareStateTextByBytes(db, tables) {
-    // MariaDB's nopad_bin and MySQL 8's 0900_bin tell "a" from "a "; plain utf8mb4_bin (MySQL 5.7) pads, the best there.
     const found = await sql<{ name: string }>`
-      SELECT COLLATION_NAME AS name FROM information_schema.COLLATIONS
-       WHERE COLLATION_NAME IN ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin', 'utf8mb4_bin')`.execute(db);
+      SELECT COLLATION_NAME AS name FROM information_schema.COLLATIONS WHERE COLLATION_NAME IN (${sql.join(byteCollations)})`.execute(db);
     const names = new Set(found.rows.map((r) => r.name));
-    const collation = ['utf8mb4_nopad_bin', 'utf8mb4_0900_bin', 'utf8mb4_bin'].find((name) => names.has(name));
+    const collation = byteCollations.find((name) => names.has(name));
     if (collation === undefined) throw new Error('the server has no binary utf8mb4 collation (utf8mb4_bin)');
     for (const table of tables) await sql`ALTER TABLE ${sql.table(table)} CONVERT TO CHARACTER SET utf8mb4 COLLATE ${sql.raw(collation)}`.execute(db);
   },
