@@ -154,6 +154,8 @@ export class BatchApplier {
       }
       await outbox.flush(db, this.context.database.adapter);
       await writeCursor(db, this.sync, 'in', batch.seq);
+      // In the batch's own transaction: a separate one would cost the receiver a commit per batch.
+      await writeCursor(db, this.sync, 'last-in-at', Date.now());
       await this.confirmLinks(db, outbox);
       await clock.save(db);
       return { kind: 'applied', stats };

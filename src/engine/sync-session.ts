@@ -116,7 +116,6 @@ export class SyncSession {
             report.received += 1;
             this.meter.applied(outcome.stats, ms);
             this.logger.info({ batch: incoming.name, seq: batch.seq, ...outcome.stats, ms: Math.round(ms) }, 'batch applied');
-            await this.context.database.transaction((db) => writeCursor(db, this.name, 'last-in-at', Date.now()));
             break;
           }
           case 'ack':
@@ -173,18 +172,25 @@ export class SyncSession {
     const { kysely } = this.context.database;
     const stale = (await kysely
       .selectFrom(stateTables.batchesOut)
-      .select(['seq', 'body'])
+      .select(['seq', 'body', 'events', 'sent_at'])
       .where('sync_name', '=', this.name)
       .where((eb) => eb.or([eb('sent_at', 'is', null), eb('sent_at', '<', Date.now() - this.policy.resendAfterMs)]))
       .orderBy('seq')
-      .execute()) as { seq: number | string; body: string }[];
-    for (const { seq, body } of stale) {
+      .execute()) as { seq: number | string; body: string; events: number | string; sent_at: number | string | null }[];
+    for (const { seq, body, events, sent_at: sentAt } of stale) {
       const name = batchName(this.name, this.context.config.instance, Number(seq));
       if (await this.transport.isWaiting(name)) {
         await this.#markSent(Number(seq));
         continue;
       }
       await this.#send(Number(seq), body);
+      if (sentAt === null) {
+        // Queued by a command (an initial sync, a verify --repair) rather than built by an exchange: this is its first send.
+        report.sent += 1;
+        this.meter.sent(Number(events));
+        this.logger.info({ seq: Number(seq), events: Number(events) }, 'batch sent');
+        continue;
+      }
       report.resent += 1;
       this.meter.resent();
       this.logger.info({ seq: Number(seq) }, 'batch sent again: the peer has not acknowledged it');
