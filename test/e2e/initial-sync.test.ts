@@ -1,4 +1,5 @@
 import { it, type ExpectStatic } from 'vitest';
+import { defaultInitialSyncPolicy } from '../../src/engine/initial-sync.js';
 import type { CliResult, RunningCli } from '../support/cli.js';
 import { alphaClients, betaCustomers, syncName } from '../support/crm.js';
 import type { TestDatabase } from '../support/databases.js';
@@ -297,17 +298,17 @@ async function initialSync(instance: SyncInstance, expect: ExpectStatic, ...args
 }
 
 /**
- * Fills alpha's window but for one batch: beta's daemon is stopped, so that
- * nothing is acknowledged any more, and alpha builds ordinary batches (one
- * new client each) until 3 wait unacknowledged. The command then queues one
- * chunk (the 4th batch) and waits for room until beta starts again. Returns
- * the clients made.
+ * Fills the command's window but for one batch: beta's daemon is stopped, so
+ * that nothing is acknowledged any more, and alpha builds ordinary batches
+ * (one new client each) until one fewer than the window wait unacknowledged.
+ * The command then queues one chunk (the last batch the window holds) and
+ * waits for room until beta starts again. Returns the clients made.
  */
 async function holdTheWindow(cluster: SyncCluster, shop: Shop): Promise<Client[]> {
   const { alpha, beta, sync } = shop;
   await beta.stop();
   const made: Client[] = [];
-  while ((await count(alpha, 'tablesync_batches_out')) < 3) {
+  while ((await count(alpha, 'tablesync_batches_out')) < defaultInitialSyncPolicy.window - 1) {
     const built = await alpha.batchesBuilt(sync.name);
     const row = client(made.length, 'waiting');
     await insertClients(alpha, [row]);
