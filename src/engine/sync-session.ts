@@ -84,8 +84,10 @@ export class SyncSession {
       }
       await this.#receive(report);
       await this.#sendNew(report);
+      // A batch built just now carries our latest acknowledgement; one queued earlier (by a command) or sent again may not.
+      const ackCarried = report.sent > 0;
       await this.#resendStale(report);
-      if (this.#ackOwed && report.sent === 0) await this.#sendAck();
+      if (this.#ackOwed && !ackCarried) await this.#sendAck();
       this.#ackOwed = false;
       // A side that only answers (passive http) cannot tell from its own exchange whether the peer is there.
       if (this.transport.reachesPeer) this.meter.reached(Date.now());
@@ -162,10 +164,15 @@ export class SyncSession {
       });
       if (built === undefined) return;
       await this.#send(built.batch.seq, built.body);
-      report.sent += 1;
-      this.meter.sent(built.batch.events.length);
-      this.logger.info({ seq: built.batch.seq, events: built.batch.events.length }, 'batch sent');
+      this.#sentFirst(report, built.batch.seq, built.batch.events.length);
     }
+  }
+
+  /** Counts and logs a batch's first send, whoever built it. */
+  #sentFirst(report: ExchangeReport, seq: number, events: number): void {
+    report.sent += 1;
+    this.meter.sent(events);
+    this.logger.info({ seq, events }, 'batch sent');
   }
 
   async #resendStale(report: ExchangeReport): Promise<void> {
@@ -186,9 +193,7 @@ export class SyncSession {
       await this.#send(Number(seq), body);
       if (sentAt === null) {
         // Queued by a command (an initial sync, a verify --repair) rather than built by an exchange: this is its first send.
-        report.sent += 1;
-        this.meter.sent(Number(events));
-        this.logger.info({ seq: Number(seq), events: Number(events) }, 'batch sent');
+        this.#sentFirst(report, Number(seq), Number(events));
         continue;
       }
       report.resent += 1;
