@@ -91,6 +91,16 @@ export interface DialectAdapter {
   readonly lockingReads: boolean;
 
   /**
+   * On how many connections at once the applier reads a batch's records
+   * ahead of its transaction (engine/read-ahead.ts); 0 for not at all. Worth
+   * it where a page missing from the server's own cache waits on the disk:
+   * InnoDB (O_DIRECT, its buffer pool the only cache). PostgreSQL reads
+   * through the system's page cache, which keeps what shared_buffers does
+   * not; SQLite has one connection.
+   */
+  readonly readAheadConnections: number;
+
+  /**
    * When `err` is the database refusing a value (a constraint, a value too
    * long, a wrong type), a sentence saying so; undefined for anything else
    * (a lost connection, a bug), which must not be blamed on the data.

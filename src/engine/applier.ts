@@ -16,6 +16,7 @@ import { readVersions, versionOf, writeVersions, type RecordVersions } from './f
 import { absorbJournal, journalPassSize } from './journal-reader.js';
 import { bornAtPeer, localIdFor, localIdsFor, recordByOrigin, writeLink, writeLinks, writeOrigins } from './links.js';
 import { chunks, OutboxWriter } from './outbox.js';
+import { readAhead } from './read-ahead.js';
 import { checkWire, fromWire, toWire } from './values.js';
 import { VersionClock } from './versions.js';
 import { VerifyDesk } from './verify-desk.js';
@@ -32,7 +33,8 @@ export interface ApplyStats {
 }
 
 export type ApplyOutcome =
-  | { readonly kind: 'applied'; readonly stats: ApplyStats }
+  /** `readAhead`: how many of its records were read ahead of its transaction (see read-ahead.ts). */
+  | { readonly kind: 'applied'; readonly stats: ApplyStats; readonly readAhead: number }
   /** Only an acknowledgement (seq 0). */
   | { readonly kind: 'ack' }
   /** Applied before: skipped; the peer should hear our acknowledgement again. */
@@ -123,6 +125,7 @@ export class BatchApplier {
     await this.#starts.prepare(batch);
     const { database } = this.context;
     const lock = database.adapter.lockingReads;
+    const readAheadRecords = await readAhead(database.kysely, this.mapping, batch.events, database.adapter.readAheadConnections);
     return database.asApplier(async (db) => {
       const inSeq = await readSeq(db, this.sync, 'in', lock);
       const peer = await readCursor(db, this.sync, 'peer');
@@ -158,7 +161,7 @@ export class BatchApplier {
       await writeCursor(db, this.sync, 'last-in-at', Date.now());
       await this.confirmLinks(db, outbox);
       await clock.save(db);
-      return { kind: 'applied', stats };
+      return { kind: 'applied', stats, readAhead: readAheadRecords };
     });
   }
 

@@ -117,7 +117,8 @@ export class SyncSession {
             this.#ackOwed = true;
             report.received += 1;
             this.meter.applied(outcome.stats, ms);
-            this.logger.info({ batch: incoming.name, seq: batch.seq, ...outcome.stats, ms: Math.round(ms) }, 'batch applied');
+            const readAhead = outcome.readAhead > 0 ? { readAhead: outcome.readAhead } : {};
+            this.logger.info({ batch: incoming.name, seq: batch.seq, ...outcome.stats, ...readAhead, ms: Math.round(ms) }, 'batch applied');
             break;
           }
           case 'ack':

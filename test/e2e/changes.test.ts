@@ -1,6 +1,8 @@
 import { it } from 'vitest';
+import { adapterFor } from '../../src/db/dialects.js';
+import { readAheadMinimum } from '../../src/engine/read-ahead.js';
 import { alphaClient, alphaId, betaCustomer, betaId, createCrmPair } from '../support/crm.js';
-import { describeEachPair, newCluster } from '../support/sync-harness.js';
+import { describeEachPair, newCluster, type SyncInstance } from '../support/sync-harness.js';
 
 describeEachPair('inserts, updates and deletes made on both sides', (pair) => {
   it('creates each new record once on the other side and carries updates made on either side', async ({ expect, onTestFinished }) => {
@@ -50,6 +52,35 @@ describeEachPair('inserts, updates and deletes made on both sides', (pair) => {
 
     await cluster.waitSettled();
     await cluster.waitInStep();
+  });
+
+  it('applies a burst of changes to linked records in one batch, read ahead where the database gains from it', async ({ expect, onTestFinished }) => {
+    const cluster = newCluster({ onTestFinished });
+    const { alpha, beta } = await createCrmPair(cluster, pair);
+    await cluster.startAll();
+    const count = readAheadMinimum * 2;
+    const values = Array.from({ length: count }, (_, i) => `('Client ${i}', 'client${i}@example.com')`).join(', ');
+    await alpha.exec(`INSERT INTO clients (name, email) VALUES ${values}`);
+    await cluster.waitInStep();
+
+    // One statement each, so that each side's changes travel in one batch.
+    await alpha.exec("UPDATE clients SET email = REPLACE(email, '@example.com', '@example.org')");
+    await cluster.waitInStep();
+    await beta.exec("UPDATE customers SET company_name = REPLACE(company_name, 'Client', 'Customer')");
+    await cluster.waitInStep();
+
+    const changed = async (instance: SyncInstance, table: string, name: string, email: string): Promise<number> =>
+      Number((await instance.query(`SELECT COUNT(*) AS n FROM ${table} WHERE ${name} LIKE 'Customer %' AND ${email} LIKE '%@example.org'`))[0]?.n);
+    expect(await changed(alpha, 'clients', 'name', 'email')).toBe(count);
+    expect(await changed(beta, 'customers', 'company_name', 'email_address')).toBe(count);
+    // The burst's batch on each side, and how many of its records were read ahead of its transaction.
+    const readAhead = (instance: SyncInstance): unknown[] =>
+      instance
+        .logLines()
+        .filter((l) => l.msg === 'batch applied' && l.updated === count)
+        .map((l) => l.readAhead ?? 0);
+    expect(readAhead(beta)).toEqual([adapterFor(pair.passive).readAheadConnections > 0 ? count : 0]);
+    expect(readAhead(alpha)).toEqual([adapterFor(pair.active).readAheadConnections > 0 ? count : 0]);
   });
 
   it('turns a soft or hard delete on either side into the other side’s own deleted status', async ({ expect, onTestFinished }) => {

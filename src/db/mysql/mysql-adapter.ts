@@ -21,6 +21,7 @@ export const mysqlAdapter: DialectAdapter = {
   autoIncrementType: 'bigint',
   longTextType: 'longtext',
   lockingReads: true,
+  readAheadConnections: 4,
   upsert: upsertOnDuplicateKey,
   skipTaken: skipTakenOnDuplicateKey,
 

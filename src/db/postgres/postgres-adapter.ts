@@ -58,6 +58,7 @@ export const postgresAdapter: DialectAdapter = {
   autoIncrementType: 'bigserial',
   longTextType: 'text',
   lockingReads: true,
+  readAheadConnections: 0,
   upsert: upsertOnConflict,
   skipTaken: skipTakenOnConflict,
 

@@ -18,6 +18,7 @@ export const sqliteAdapter: DialectAdapter = {
   autoIncrementType: 'integer',
   longTextType: 'text',
   lockingReads: false,
+  readAheadConnections: 0,
   upsert: upsertOnConflict,
   skipTaken: skipTakenOnConflict,
 
