@@ -1,9 +1,12 @@
 import type { AnyKysely } from '../db/dialect.js';
-import type { SyncMapping } from '../mapping/sync-mapping.js';
+import { stateTables } from '../db/state-names.js';
+import type { MappedTable, SyncMapping } from '../mapping/sync-mapping.js';
 import type { BatchEvent, DeleteEvent, UpsertEvent } from '../protocol/batch.js';
 import { append } from '../group-by.js';
+import { maxEventsPerBuiltBatch } from './batch-builder.js';
 import { readVersions } from './field-versions.js';
-import { localIdsFor } from './links.js';
+import { journalPassSize } from './journal-reader.js';
+import { localIdsFor, readLinks } from './links.js';
 import { chunks } from './outbox.js';
 
 /**
@@ -44,24 +47,71 @@ export async function readAhead(db: AnyKysely, mapping: SyncMapping, events: rea
   if (connections < 1 || changes.length < readAheadMinimum) return 0;
   const byTable = new Map<number, string[]>();
   for (const event of changes) append(byTable, event.table, event.id);
-  const split = <T>(items: readonly T[]): T[][] => shares(items, Math.min(connections, Math.ceil(items.length / recordsPerConnection)));
   let found = 0;
   for (const [number, peerIds] of byTable) {
     const table = mapping.tablesByNumber.get(number);
     if (table === undefined) continue;
-    const linked = await Promise.all(split(peerIds).map((ids) => localIdsFor(db, mapping.name, number, ids)));
+    const linked = await Promise.all(split(peerIds, connections).map((ids) => localIdsFor(db, mapping.name, number, ids)));
     const localIds = linked.flatMap((links) => [...links.values()]);
     found += localIds.length;
-    await Promise.all(
-      split(localIds).flatMap((ids) => [
-        (async () => {
-          for (const chunk of chunks(ids, 500)) await db.selectFrom(table.name).select(table.key).where(table.key, 'in', chunk).execute();
-        })(),
-        readVersions(db, table.name, ids),
-      ]),
-    );
+    await readRecords(db, table, localIds, connections);
   }
   return found;
+}
+
+/**
+ * The sending side's read-ahead, for the same reason: the records of the
+ * journal's next pass and of the outbox's next batch, with their field
+ * versions and links, read before the transaction that absorbs the journal
+ * and builds the batch. Returns how many records it read ahead.
+ */
+export async function readAheadOutgoing(db: AnyKysely, mapping: SyncMapping, connections: number): Promise<number> {
+  if (connections < 1) return 0;
+  const journal = (await db.selectFrom(stateTables.journal).select(['table_name', 'record_id']).orderBy('seq').limit(journalPassSize).execute()) as {
+    table_name: string;
+    record_id: string;
+  }[];
+  const outbox = (await db
+    .selectFrom(stateTables.outbox)
+    .select(['table_number', 'record_id'])
+    .where('sync_name', '=', mapping.name)
+    .orderBy('changed_at')
+    .limit(maxEventsPerBuiltBatch)
+    .execute()) as { table_number: number; record_id: string }[];
+  const byTable = new Map<MappedTable, Set<string>>();
+  const add = (table: MappedTable | undefined, id: string): void => {
+    if (table === undefined) return;
+    let ids = byTable.get(table);
+    if (ids === undefined) byTable.set(table, (ids = new Set()));
+    ids.add(id);
+  };
+  for (const row of journal) add(mapping.tablesByName.get(row.table_name), row.record_id);
+  for (const row of outbox) add(mapping.tablesByNumber.get(row.table_number), row.record_id);
+  let found = 0;
+  for (const ids of byTable.values()) found += ids.size;
+  if (found < readAheadMinimum) return 0;
+  for (const [table, ids] of byTable) {
+    const localIds = [...ids];
+    await Promise.all([readRecords(db, table, localIds, connections), ...split(localIds, connections).map((part) => readLinks(db, mapping.name, table.number, part))]);
+  }
+  return found;
+}
+
+/** One table's records and their field versions, by our ids, on up to `connections` connections at once. */
+async function readRecords(db: AnyKysely, table: MappedTable, localIds: readonly string[], connections: number): Promise<void> {
+  await Promise.all(
+    split(localIds, connections).flatMap((ids) => [
+      (async () => {
+        for (const chunk of chunks(ids, 500)) await db.selectFrom(table.name).select(table.key).where(table.key, 'in', chunk).execute();
+      })(),
+      readVersions(db, table.name, ids),
+    ]),
+  );
+}
+
+/** `items` in runs of at least `recordsPerConnection`, one per connection at most. */
+function split<T>(items: readonly T[], connections: number): T[][] {
+  return shares(items, Math.min(connections, Math.ceil(items.length / recordsPerConnection)));
 }
 
 /** `items` in at most `count` runs of about equal length, in order. */

@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import type { SyncMapping } from '../mapping/sync-mapping.js';
 import { protocolVersion, type Batch } from '../protocol/batch.js';
 import { BatchRefused, decodeBatch } from '../protocol/decode.js';
+import { readAheadOutgoing } from './read-ahead.js';
 import type { Transport } from '../transports/transport.js';
 import { BatchApplier } from './applier.js';
 import { buildBatch } from './batch-builder.js';
@@ -157,6 +158,7 @@ export class SyncSession {
     for (;;) {
       const unacknowledged = await this.#unacknowledged();
       if (unacknowledged >= this.policy.window) return;
+      const readAhead = await readAheadOutgoing(database.kysely, this.mapping, database.adapter.readAheadConnections);
       const built = await database.transaction(async (db) => {
         const clock = await VersionClock.load(db, this.context.config.instance, database.adapter.lockingReads);
         while ((await absorbJournal(this.context, db, clock)) === journalPassSize);
@@ -165,15 +167,15 @@ export class SyncSession {
       });
       if (built === undefined) return;
       await this.#send(built.batch.seq, built.body);
-      this.#sentFirst(report, built.batch.seq, built.batch.events.length);
+      this.#sentFirst(report, built.batch.seq, built.batch.events.length, readAhead);
     }
   }
 
-  /** Counts and logs a batch's first send, whoever built it. */
-  #sentFirst(report: ExchangeReport, seq: number, events: number): void {
+  /** Counts and logs a batch's first send, whoever built it; `readAhead`: records read ahead of building it. */
+  #sentFirst(report: ExchangeReport, seq: number, events: number, readAhead = 0): void {
     report.sent += 1;
     this.meter.sent(events);
-    this.logger.info({ seq, events }, 'batch sent');
+    this.logger.info({ seq, events, ...(readAhead > 0 ? { readAhead } : {}) }, 'batch sent');
   }
 
   async #resendStale(report: ExchangeReport): Promise<void> {

@@ -2,7 +2,8 @@ import { it } from 'vitest';
 import { adapterFor } from '../../src/db/dialects.js';
 import { readAheadMinimum } from '../../src/engine/read-ahead.js';
 import { alphaClient, alphaId, betaCustomer, betaId, createCrmPair } from '../support/crm.js';
-import { describeEachPair, newCluster, type SyncInstance } from '../support/sync-harness.js';
+import type { DialectName } from '../../src/config/types.js';
+import { describeEachPair, newCluster, type LogLine, type SyncInstance } from '../support/sync-harness.js';
 
 describeEachPair('inserts, updates and deletes made on both sides', (pair) => {
   it('creates each new record once on the other side and carries updates made on either side', async ({ expect, onTestFinished }) => {
@@ -63,24 +64,36 @@ describeEachPair('inserts, updates and deletes made on both sides', (pair) => {
     await alpha.exec(`INSERT INTO clients (name, email) VALUES ${values}`);
     await cluster.waitInStep();
 
-    // One statement each, so that each side's changes travel in one batch.
+    // One statement each, so that each side's changes travel in one batch. Made while that side's daemon is
+    // stopped, so that its first exchange finds them all, before its read-ahead as well as in its transaction.
+    await alpha.stop();
     await alpha.exec("UPDATE clients SET email = REPLACE(email, '@example.com', '@example.org')");
+    await alpha.start();
     await cluster.waitInStep();
+    await beta.stop();
     await beta.exec("UPDATE customers SET company_name = REPLACE(company_name, 'Client', 'Customer')");
+    await beta.start();
     await cluster.waitInStep();
 
     const changed = async (instance: SyncInstance, table: string, name: string, email: string): Promise<number> =>
       Number((await instance.query(`SELECT COUNT(*) AS n FROM ${table} WHERE ${name} LIKE 'Customer %' AND ${email} LIKE '%@example.org'`))[0]?.n);
     expect(await changed(alpha, 'clients', 'name', 'email')).toBe(count);
     expect(await changed(beta, 'customers', 'company_name', 'email_address')).toBe(count);
-    // The burst's batch on each side, and how many of its records were read ahead of its transaction.
-    const readAhead = (instance: SyncInstance): unknown[] =>
+    // Each burst's batch, sent and applied (the last of its size: alpha's inserts went as one too), and how many
+    // of its records each side read ahead of the transaction that built or applied it.
+    const readAhead = (instance: SyncInstance, line: (l: LogLine) => boolean): unknown =>
       instance
         .logLines()
-        .filter((l) => l.msg === 'batch applied' && l.updated === count)
-        .map((l) => l.readAhead ?? 0);
-    expect(readAhead(beta)).toEqual([adapterFor(pair.passive).readAheadConnections > 0 ? count : 0]);
-    expect(readAhead(alpha)).toEqual([adapterFor(pair.active).readAheadConnections > 0 ? count : 0]);
+        .filter(line)
+        .map((l) => l.readAhead ?? 0)
+        .at(-1);
+    const sent = (l: LogLine): boolean => l.msg === 'batch sent' && l.events === count;
+    const applied = (l: LogLine): boolean => l.msg === 'batch applied' && l.updated === count;
+    const expected = (dialect: DialectName): number => (adapterFor(dialect).readAheadConnections > 0 ? count : 0);
+    expect(readAhead(alpha, sent)).toBe(expected(pair.active));
+    expect(readAhead(beta, applied)).toBe(expected(pair.passive));
+    expect(readAhead(beta, sent)).toBe(expected(pair.passive));
+    expect(readAhead(alpha, applied)).toBe(expected(pair.active));
   });
 
   it('turns a soft or hard delete on either side into the other side’s own deleted status', async ({ expect, onTestFinished }) => {
