@@ -100,6 +100,7 @@ export function humanTable(result: BenchResult): string {
     const a = s.latency.appliedOnBMs;
     lines.push(['steady state rate', `${n(s.achievedRate)}/s achieved of ${n(s.targetRate)}/s (${n(s.changes)} changes, ${s.connections} connections)`]);
     lines.push(['  databases A + B at its start', `${n(s.databaseMb.a)} + ${n(s.databaseMb.b)} MB of rows and indexes; InnoDB buffer pool ${n(s.databaseMb.bufferPool)} MB`]);
+    lines.push(['  pages read from the disk', `${n(s.diskPageReadsPerSecond)}/s over the load (A and B)`]);
     lines.push(['  latency p50 / p99 / max (visible on B)', `${n(d.p50)} / ${n(d.p99)} / ${n(d.max)} ms (${n(d.count)} changes)`]);
     lines.push(['  latency p50 / p99 / max (applied on B)', `${n(a.p50)} / ${n(a.p99)} / ${n(a.max)} ms`]);
     lines.push(['  arrived', s.arrival.allArrived ? `all (caught up ${n(s.arrival.catchUpSeconds, 1)} s after the load)` : `${n(s.arrival.missingChanges)} changes missing after ${n(s.arrival.waitedSeconds, 0)} s`]);

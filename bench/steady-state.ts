@@ -12,6 +12,11 @@ export interface SteadyStateResult {
    * starts, against the buffer pool: the changes touch random rows, and whatever is not cached waits on the disk.
    */
   databaseMb: { a: number; b: number; bufferPool: number };
+  /**
+   * Pages the server read from the disk (Innodb_buffer_pool_reads) per second over the load, A and B
+   * together (they share the server): how far the changes went beyond the buffer pool.
+   */
+  diskPageReadsPerSecond: number;
   /** Connections that carried the load in the end (more are added while it falls behind schedule). */
   connections: number;
   changes: number;
@@ -108,6 +113,7 @@ export async function steadyState(pair: SyncPair, options: { rows: number; rate:
   /** Rows with an UPDATE in flight: a row's next change waits for its last, so revisions commit in order. */
   const inFlight = new Set<number>();
   const rand = random(1000);
+  const readsBefore = await diskPageReads(pair);
   const start = performance.now();
   const end = start + seconds * 1000;
   let next = 0;
@@ -173,6 +179,7 @@ export async function steadyState(pair: SyncPair, options: { rows: number; rate:
   const loadSeconds = (performance.now() - start) / 1000;
   for (const connection of connectionsA) await pair.a.release(connection);
   const loadEndedAt = performance.now();
+  const diskPageReadsPerSecond = ((await diskPageReads(pair)) - readsBefore) / loadSeconds;
   log(`steady state: load done (${changes.length.toLocaleString('en')} changes in ${loadSeconds.toFixed(1)} s); waiting up to ${arrivalWaitMs / 1000} s for B to hold every change`);
 
   // ---- wait until B holds every row's last change
@@ -221,6 +228,7 @@ export async function steadyState(pair: SyncPair, options: { rows: number; rate:
       targetRate: rate,
       seconds: round(loadSeconds, 2),
       databaseMb,
+      diskPageReadsPerSecond: Math.round(diskPageReadsPerSecond),
       connections: connectionsA.length,
       changes: changes.length,
       achievedRate: Math.round(changes.length / loadSeconds),
@@ -264,6 +272,17 @@ async function databaseSizes(pair: SyncPair): Promise<SteadyStateResult['databas
     const [pool] = await rows<{ bytes: number | string }>(connection, 'SELECT @@innodb_buffer_pool_size AS bytes');
     const mbOf = (name: string): number => Math.round(Number(sizes.find((s) => s.name === name)?.bytes ?? 0) / 1024 ** 2);
     return { a: mbOf(pair.a.name), b: mbOf(pair.b.name), bufferPool: Math.round(Number(pool?.bytes ?? 0) / 1024 ** 2) };
+  } finally {
+    await pair.a.release(connection);
+  }
+}
+
+/** The server's count of InnoDB pages read from the disk since it started. */
+async function diskPageReads(pair: SyncPair): Promise<number> {
+  const connection = await pair.a.connect();
+  try {
+    const [row] = await rows<{ Value: string }>(connection, "SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_reads'");
+    return Number(row?.Value ?? 0);
   } finally {
     await pair.a.release(connection);
   }
