@@ -78,20 +78,17 @@ export async function readAheadOutgoing(db: AnyKysely, mapping: SyncMapping, con
     .orderBy('changed_at')
     .limit(maxEventsPerBuiltBatch)
     .execute()) as { table_number: number; record_id: string }[];
-  const byTable = new Map<MappedTable, Set<string>>();
-  const add = (table: MappedTable | undefined, id: string): void => {
-    if (table === undefined) return;
-    let ids = byTable.get(table);
-    if (ids === undefined) byTable.set(table, (ids = new Set()));
-    ids.add(id);
-  };
-  for (const row of journal) add(mapping.tablesByName.get(row.table_name), row.record_id);
-  for (const row of outbox) add(mapping.tablesByNumber.get(row.table_number), row.record_id);
-  let found = 0;
-  for (const ids of byTable.values()) found += ids.size;
+  const byTable = new Map<MappedTable, string[]>();
+  const rows = [
+    ...journal.map((row) => ({ table: mapping.tablesByName.get(row.table_name), id: row.record_id })),
+    ...outbox.map((row) => ({ table: mapping.tablesByNumber.get(row.table_number), id: row.record_id })),
+  ];
+  for (const { table, id } of rows) if (table !== undefined) append(byTable, table, id);
+  // A record in both the journal and the outbox is read once.
+  const records = [...byTable].map(([table, ids]) => ({ table, localIds: [...new Set(ids)] }));
+  const found = records.reduce((n, { localIds }) => n + localIds.length, 0);
   if (found < readAheadMinimum) return 0;
-  for (const [table, ids] of byTable) {
-    const localIds = [...ids];
+  for (const { table, localIds } of records) {
     await Promise.all([readRecords(db, table, localIds, connections), ...split(localIds, connections).map((part) => readLinks(db, mapping.name, table.number, part))]);
   }
   return found;
@@ -109,14 +106,10 @@ async function readRecords(db: AnyKysely, table: MappedTable, localIds: readonly
   );
 }
 
-/** `items` in runs of at least `recordsPerConnection`, one per connection at most. */
+/** `items` in order, in runs of about equal length: at least `recordsPerConnection` each, one per connection at most. */
 function split<T>(items: readonly T[], connections: number): T[][] {
-  return shares(items, Math.min(connections, Math.ceil(items.length / recordsPerConnection)));
-}
-
-/** `items` in at most `count` runs of about equal length, in order. */
-function shares<T>(items: readonly T[], count: number): T[][] {
-  const size = Math.ceil(items.length / count);
+  const runs = Math.min(connections, Math.ceil(items.length / recordsPerConnection));
+  const size = Math.ceil(items.length / runs);
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
