@@ -137,6 +137,7 @@ function normalise(raw: RawConfig, file: string, baseDir: string): InstanceConfi
       dialect: raw.database.dialect,
       ...(raw.database.url !== undefined && { url: raw.database.url }),
       ...(raw.database.file !== undefined && { file: at(raw.database.file) }),
+      readAhead: raw.database.readAhead,
     },
     ...(raw.listen !== undefined && { listen: parseListen(raw.listen) }),
     ...(raw.tls !== undefined && {

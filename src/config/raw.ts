@@ -1,4 +1,4 @@
-import type { ConflictRule, Direction, LogLevel, UserMatch } from './types.js';
+import type { ConflictRule, Direction, LogLevel, ReadAheadMode, UserMatch } from './types.js';
 
 /**
  * The document as the JSON Schema guarantees it, defaults filled in, before
@@ -48,7 +48,7 @@ export interface RawSync {
 
 export interface RawConfig {
   instance: string;
-  database: { dialect: 'mysql' | 'sqlite' | 'postgres'; url?: string; file?: string };
+  database: { dialect: 'mysql' | 'sqlite' | 'postgres'; url?: string; file?: string; readAhead: ReadAheadMode };
   listen?: string | number;
   tls?: { cert?: string; key?: string; ca?: string };
   log: { level: LogLevel };

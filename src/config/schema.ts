@@ -146,6 +146,7 @@ export const configSchema = {
         dialect: { enum: ['mysql', 'sqlite', 'postgres'] },
         url: nonEmptyString,
         file: nonEmptyString,
+        readAhead: { enum: ['auto', 'always', 'never'], default: 'auto' },
       },
     },
     listen: {

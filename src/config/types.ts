@@ -14,7 +14,15 @@ export interface DatabaseConfig {
   readonly url?: string;
   /** Absolute path of the database file (sqlite). */
   readonly file?: string;
+  /**
+   * Whether the daemon reads a batch's records ahead of its transaction (engine/read-ahead.ts), where
+   * the dialect can (MySQL/MariaDB): `auto` (the default), only while the server reads pages from the
+   * disk; `always`; `never`.
+   */
+  readonly readAhead?: ReadAheadMode;
 }
+
+export type ReadAheadMode = 'auto' | 'always' | 'never';
 
 export interface ListenConfig {
   readonly host: string;

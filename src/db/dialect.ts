@@ -101,6 +101,13 @@ export interface DialectAdapter {
   readonly readAheadConnections: number;
 
   /**
+   * How many pages the server has read from the disk since it started (InnoDB's
+   * Innodb_buffer_pool_reads): a counter that tells the read-ahead whether it is
+   * worth its round trips now. Only where the dialect reads ahead.
+   */
+  readonly diskPageReads?: (db: AnyKysely) => Promise<number>;
+
+  /**
    * When `err` is the database refusing a value (a constraint, a value too
    * long, a wrong type), a sentence saying so; undefined for anything else
    * (a lost connection, a bug), which must not be blamed on the data.

@@ -125,7 +125,7 @@ export class BatchApplier {
     await this.#starts.prepare(batch);
     const { database } = this.context;
     const lock = database.adapter.lockingReads;
-    const readAheadRecords = await readAhead(database.kysely, this.mapping, batch.events, database.adapter.readAheadConnections);
+    const readAheadRecords = await readAhead(database.kysely, this.mapping, batch.events, this.context.readAhead);
     return database.asApplier(async (db) => {
       const inSeq = await readSeq(db, this.sync, 'in', lock);
       const peer = await readCursor(db, this.sync, 'peer');

@@ -5,6 +5,7 @@ import type { DatabaseSchema } from '../db/schema-types.js';
 import type { Logger } from '../log.js';
 import { SyncMapping } from '../mapping/sync-mapping.js';
 import { UserDirectory } from '../mapping/users.js';
+import { ReadAheadGate } from './read-ahead.js';
 
 /** What every part of the engine needs to know about one instance. */
 export interface EngineContext {
@@ -14,6 +15,8 @@ export interface EngineContext {
   readonly logger: Logger;
   readonly mappings: readonly SyncMapping[];
   readonly users: UserDirectory | undefined;
+  /** Whether to read a batch's records ahead of its transaction now (read-ahead.ts): one judge for all the instance's syncs. */
+  readonly readAhead: ReadAheadGate;
 }
 
 export function createEngineContext(config: InstanceConfig, database: Database, schema: DatabaseSchema, logger: Logger): EngineContext {
@@ -24,6 +27,7 @@ export function createEngineContext(config: InstanceConfig, database: Database, 
     logger,
     mappings: config.syncs.map((sync) => new SyncMapping(sync)),
     users: config.users === undefined ? undefined : new UserDirectory(config.users),
+    readAhead: new ReadAheadGate(database.adapter, config.database.readAhead),
   };
 }
 

@@ -158,7 +158,7 @@ export class SyncSession {
     for (;;) {
       const unacknowledged = await this.#unacknowledged();
       if (unacknowledged >= this.policy.window) return;
-      const readAhead = await readAheadOutgoing(database.kysely, this.mapping, database.adapter.readAheadConnections);
+      const readAhead = await readAheadOutgoing(database.kysely, this.mapping, this.context.readAhead);
       const built = await database.transaction(async (db) => {
         const clock = await VersionClock.load(db, this.context.config.instance, database.adapter.lockingReads);
         while ((await absorbJournal(this.context, db, clock)) === journalPassSize);

@@ -71,7 +71,7 @@ describe('defaults', () => {
     expect(parse(minimal)).toEqual({
       file: '/srv/tablesync/east.yaml',
       instance: 'laptop-anna',
-      database: { dialect: 'sqlite', file: '/var/lib/tablesync/anna.sqlite' },
+      database: { dialect: 'sqlite', file: '/var/lib/tablesync/anna.sqlite', readAhead: 'auto' },
       log: { level: 'info' },
       health: { peerTimeoutMs: 300_000 },
       backups: { dir: '/srv/tablesync/backups' },
@@ -132,6 +132,7 @@ instance: branch-east
 database:
   dialect: mysql
   url: mysql://crm:db-pass@127.0.0.1:3306/crm
+  readAhead: never
 log: { level: debug }
 users: { table: users, key: id, login: login, fullName: full_name }
 syncs:
@@ -154,7 +155,7 @@ syncs:
           - { column: manager_id, number: 5, direction: off, type: user }
 `);
     expect(config.log).toEqual({ level: 'debug' });
-    expect(config.database).toEqual({ dialect: 'mysql', url: 'mysql://crm:db-pass@127.0.0.1:3306/crm' });
+    expect(config.database).toEqual({ dialect: 'mysql', url: 'mysql://crm:db-pass@127.0.0.1:3306/crm', readAhead: 'never' });
     expect(config.users).toEqual({ table: 'users', key: 'id', login: 'login', fullName: 'full_name' });
     const sync = config.syncs[0];
     expect(sync).toMatchObject({ schedule: '*/5 * * * * *', conflicts: 'manual', users: 'fullName' });
@@ -474,13 +475,14 @@ describe('database', () => {
   const withDatabase = (database: string): string => minimal.replace('database:\n  dialect: sqlite\n  file: /var/lib/tablesync/anna.sqlite\n', `database: ${database}\n`);
 
   it.each(['postgres://crm:db-pass@127.0.0.1:5432/crm', 'postgresql://crm@db.example.com/crm?schema=sales&sslmode=require'])('takes a postgres url: %s', (url) => {
-    expect(parse(withDatabase(`{ dialect: postgres, url: "${url}" }`)).database).toEqual({ dialect: 'postgres', url });
+    expect(parse(withDatabase(`{ dialect: postgres, url: "${url}" }`)).database).toEqual({ dialect: 'postgres', url, readAhead: 'auto' });
   });
 
   it.each([
     ['{ dialect: postgres, file: ./crm.sqlite }', 'database.url', 'is required for a postgres database, such as postgres://user:${DB_PASSWORD}@127.0.0.1:5432/crm'],
     ['{ dialect: postgres, url: "mysql://crm@127.0.0.1:5432/crm" }', 'database.url', 'must start with postgres:// (or postgresql://) for dialect postgres (found mysql://)'],
     ['{ dialect: postgres, url: "postgres://crm@127.0.0.1:5432" }', 'database.url', 'must name the database after the host, such as …@127.0.0.1:5432/crm'],
+    ['{ dialect: postgres, url: "postgres://crm@127.0.0.1:5432/crm", readAhead: sometimes }', 'database.readAhead', 'must be one of auto, always, never (found "sometimes")'],
   ])('refuses %s', (database, path, message) => {
     expect(refusal(withDatabase(database)).problems.map((p) => ({ path: p.path, message: p.message }))).toEqual([{ path, message }]);
   });

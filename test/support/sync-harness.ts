@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { stringify } from 'yaml';
-import type { ConflictRule, DialectName, Direction, UserMatch } from '../../src/config/types.js';
+import type { ConflictRule, DialectName, Direction, ReadAheadMode, UserMatch } from '../../src/config/types.js';
 import { runCli, startCli, type CliResult, type RunningCli } from './cli.js';
 import { describeWithDialects, dialectCase, type AppConnection, type TestDatabase } from './databases.js';
 import { freePort, makeCertificates, TestFtpServer, type Certificates } from './servers.js';
@@ -193,6 +193,8 @@ export class SyncInstance {
   env: NodeJS.ProcessEnv = {};
   /** The instance's `backups.dir`; by default tablesync's (`backups/` beside the file, which the cluster's instances share). */
   backupsDir: string | undefined;
+  /** The instance's `database.readAhead`; by default tablesync's (`auto`). */
+  readAhead: ReadAheadMode | undefined;
   /** Work to finish before the file can be written (a port to pick, a server to start, certificates to make). */
   readonly #preparations: (() => Promise<void>)[] = [];
   /** The file as last written, to tell whether it is out of date (a peer moved to another port). */
@@ -235,7 +237,10 @@ export class SyncInstance {
   renderConfig(): string {
     const config = {
       instance: this.name,
-      database: this.db.config.dialect === 'sqlite' ? { dialect: 'sqlite', file: this.db.config.file } : { dialect: this.db.config.dialect, url: this.db.config.url },
+      database: {
+        ...(this.db.config.dialect === 'sqlite' ? { dialect: 'sqlite', file: this.db.config.file } : { dialect: this.db.config.dialect, url: this.db.config.url }),
+        ...(this.readAhead === undefined ? {} : { readAhead: this.readAhead }),
+      },
       ...(this.listenPort === undefined ? {} : { listen: `127.0.0.1:${this.listenPort}` }),
       ...(this.tls === undefined ? {} : { tls: this.tls }),
       log: { level: 'info' },
