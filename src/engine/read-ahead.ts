@@ -47,11 +47,14 @@ const lookForgottenMs = 10_000;
  * while that counter grows by `readAheadMinimumDiskReads` a second or more,
  * and when it has no recent look to go by. The read-ahead's own reads count
  * too, so once the tables fit the cache it stops itself, and once they no
- * longer do the transactions' own reads turn it on again.
+ * longer do the transactions' own reads turn it on again. A server that
+ * will not tell (the status query fails) is read ahead of always, as
+ * before this rule: a look must never stop an exchange.
  */
 export class ReadAheadGate {
   #look: { reads: number; at: number } | undefined;
   #reading = true;
+  #unreadable = false;
 
   constructor(
     private readonly adapter: Pick<DialectAdapter, 'readAheadConnections' | 'diskPageReads'>,
@@ -61,11 +64,17 @@ export class ReadAheadGate {
   async connections(db: AnyKysely): Promise<number> {
     const { readAheadConnections, diskPageReads } = this.adapter;
     if (readAheadConnections < 1 || this.mode === 'never') return 0;
-    if (this.mode === 'always' || diskPageReads === undefined) return readAheadConnections;
+    if (this.mode === 'always' || diskPageReads === undefined || this.#unreadable) return readAheadConnections;
     const now = performance.now();
     const last = this.#look;
     if (last !== undefined && now - last.at < lookEveryMs) return this.#reading ? readAheadConnections : 0;
-    const reads = await diskPageReads(db);
+    let reads: number;
+    try {
+      reads = await diskPageReads(db);
+    } catch {
+      this.#unreadable = true;
+      return readAheadConnections;
+    }
     this.#reading = last === undefined || now - last.at > lookForgottenMs || ((reads - last.reads) * 1000) / (now - last.at) >= readAheadMinimumDiskReads;
     this.#look = { reads, at: now };
     return this.#reading ? readAheadConnections : 0;

@@ -58,6 +58,20 @@ describeWithDialects('the read-ahead gate [mysql]', ['mysql'], () => {
     expect(await gate.connections(database.kysely)).toBe(0);
   });
 
+  it('under auto, reads ahead as before when the server will not say how much it reads from the disk', async () => {
+    let looks = 0;
+    const refuse = (): Promise<number> => {
+      looks += 1;
+      return Promise.reject(new Error('SHOW GLOBAL STATUS: access denied'));
+    };
+    const gate = new ReadAheadGate({ readAheadConnections: 4, diskPageReads: refuse }, 'auto');
+    expect(await gate.connections(database.kysely)).toBe(4);
+    await sleep(1_100);
+    expect(await gate.connections(database.kysely)).toBe(4);
+    // Asked once: a server that refused is not asked again.
+    expect(looks).toBe(1);
+  });
+
   it('leaves a dialect that does not read ahead alone', async () => {
     expect(await new ReadAheadGate({ readAheadConnections: 0 }, 'always').connections(database.kysely)).toBe(0);
   });
