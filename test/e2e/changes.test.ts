@@ -3,7 +3,7 @@ import { adapterFor } from '../../src/db/dialects.js';
 import { readAheadMinimum } from '../../src/engine/read-ahead.js';
 import { alphaClient, alphaId, betaCustomer, betaId, createCrmPair } from '../support/crm.js';
 import type { DialectName } from '../../src/config/types.js';
-import { describeEachPair, newCluster, type LogLine, type SyncInstance } from '../support/sync-harness.js';
+import { describeEachPair, newCluster, waitFor, type LogLine, type SyncInstance } from '../support/sync-harness.js';
 
 describeEachPair('inserts, updates and deletes made on both sides', (pair) => {
   it('creates each new record once on the other side and carries updates made on either side', async ({ expect, onTestFinished }) => {
@@ -93,6 +93,14 @@ describeEachPair('inserts, updates and deletes made on both sides', (pair) => {
     const sent = (l: LogLine): boolean => l.msg === 'batch sent' && l.events === count;
     const applied = (l: LogLine): boolean => l.msg === 'batch applied' && l.updated === count;
     const expected = (dialect: DialectName): number => (adapterFor(dialect).readAheadConnections > 0 ? count : 0);
+    // A batch's line is logged just after its commit, which waitInStep may have seen first.
+    const lines: [SyncInstance, (l: LogLine) => boolean][] = [
+      [alpha, sent],
+      [beta, applied],
+      [beta, sent],
+      [alpha, applied],
+    ];
+    await waitFor('both bursts logged as sent and as applied', () => lines.every(([instance, line]) => readAhead(instance, line) !== undefined));
     expect(readAhead(alpha, sent)).toBe(expected(pair.active));
     expect(readAhead(beta, applied)).toBe(expected(pair.passive));
     expect(readAhead(beta, sent)).toBe(expected(pair.passive));
