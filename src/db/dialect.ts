@@ -91,8 +91,9 @@ export interface DialectAdapter {
   readonly lockingReads: boolean;
 
   /**
-   * On how many connections at once the applier reads a batch's records
-   * ahead of its transaction (engine/read-ahead.ts); 0 for not at all. Worth
+   * On how many connections at once the daemon reads a batch's records ahead
+   * of the transaction that applies or builds it (engine/read-ahead.ts), when
+   * `database.readAhead` and its gate say so; 0 for never. Worth
    * it where a page missing from the server's own cache waits on the disk:
    * InnoDB (O_DIRECT, its buffer pool the only cache). PostgreSQL reads
    * through the system's page cache, which keeps what shared_buffers does
